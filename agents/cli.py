@@ -1,0 +1,242 @@
+"""The ``storeedge`` command line: a thin shell over library functions.
+
+    storeedge --version
+    storeedge run --config FILE                 run the gateway agents until SIGTERM/SIGINT
+    storeedge config check FILE                 validate a gateway config (exit 0 valid, 2 invalid)
+    storeedge cloud --broker URL --db FILE      run the reference cloud sink
+    storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report FILE]
+    storeedge bench uplink --broker URL --messages N [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from agents import __version__
+from agents.core.config import BrokerUrl, ConfigError, MqttProtocol, TlsConfig, load_config, redact_url
+from agents.core.errors import StoreedgeError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(verbosity: int, default: int = logging.INFO) -> None:
+    level = logging.DEBUG if verbosity > 0 else default
+    logging.basicConfig(
+        level=level,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+def _broker_url(text: str) -> BrokerUrl:
+    try:
+        return BrokerUrl.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", type=Path, help="CA file to verify the broker")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="client private key (PEM)")
+    parser.add_argument("--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V311.value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storeedge", description="storeedge in-store edge agents")
+    parser.add_argument("--version", action="version", version=f"storeedge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway agents")
+    run.add_argument("--config", "-c", type=Path, required=True, help="gateway YAML file")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check = config_sub.add_parser("check", help="validate a gateway config file")
+    check.add_argument("file", type=Path)
+
+    cloud = commands.add_parser("cloud", help="run the reference cloud sink (stores uplink traffic in SQLite)")
+    cloud.add_argument("--broker", type=_broker_url, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    cloud.add_argument("--db", type=Path, required=True, help="SQLite file to store messages in")
+    cloud.add_argument("--client-id", default="storeedge-cloud-sink")
+    cloud.add_argument("--interval", type=_positive_float, default=10.0, help="seconds between status lines")
+    cloud.add_argument("--report-only", action="store_true", help="print the report of --db and exit")
+    _add_tls_flags(cloud)
+
+    sim = commands.add_parser("sim", help="the simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
+    sim_run = sim_sub.add_parser("run", help="run a simulator scenario")
+    sim_run.add_argument("--scenario", help="built-in scenario name or scenario YAML file (default: default)")
+    sim_run.add_argument("--duration", type=_positive_float, help="seconds (overrides the scenario)")
+    sim_run.add_argument("--broker", type=_broker_url, help="use this broker instead of the embedded one")
+    sim_run.add_argument("--report", type=Path, help="write the JSON report here")
+    sim_sub.add_parser("list", help="list built-in scenarios")
+
+    bench = commands.add_parser("bench", help="benchmarks (print JSON)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="SUBCOMMAND")
+    bench_uplink = bench_sub.add_parser("uplink", help="durable outbox vs bare paho QoS 1 throughput")
+    bench_uplink.add_argument("--broker", type=_broker_url, required=True)
+    bench_uplink.add_argument("--messages", type=_positive_int, default=10000)
+    bench_uplink.add_argument("--inflight", type=_positive_int, default=100)
+    bench_uplink.add_argument("--payload-bytes", type=int, default=128)
+    bench_uplink.add_argument("--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V311.value)
+    bench_uplink.add_argument("--json", action="store_true", help="print only the JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        handler = {
+            "run": _cmd_run,
+            "config": _cmd_config,
+            "cloud": _cmd_cloud,
+            "sim": _cmd_sim,
+            "bench": _cmd_bench,
+        }[args.command]
+        return handler(args)
+    except ConfigError as exc:
+        print(f"storeedge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreedgeError as exc:
+        print(f"storeedge: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agents.core.runtime import Gateway, run_until_signalled
+
+    _setup_logging(args.verbose)
+    config = load_config(args.config)
+    logging.getLogger("storeedge").info(
+        "starting gateway %s/%s, broker %s", config.store_id, config.gateway_id, redact_url(config.broker.url)
+    )
+    asyncio.run(run_until_signalled(Gateway(config)))
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: OK (store {config.store_id}, gateway {config.gateway_id}, broker {redact_url(config.broker.url)})")
+    return EXIT_OK
+
+
+def _cmd_cloud(args: argparse.Namespace) -> int:
+    from agents.cloud.sink import CloudSink, SinkStore
+
+    _setup_logging(args.verbose)
+    if args.report_only:
+        store = SinkStore(args.db)
+        try:
+            print(json.dumps(store.report(), indent=2))
+        finally:
+            store.close()
+        return EXIT_OK
+    if args.broker is None:
+        print("storeedge cloud: --broker is required (unless --report-only)", file=sys.stderr)
+        return EXIT_USAGE
+    sink = CloudSink(
+        args.broker, args.db, client_id=args.client_id, protocol=MqttProtocol(args.protocol), tls=_tls_from_args(args)
+    )
+    console = Console(stderr=True)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sink.session.request_stop)
+        async with asyncio.TaskGroup() as group:
+            runner = group.create_task(sink.run(), name="cloud:sink")
+            while not runner.done():
+                await asyncio.wait([runner], timeout=args.interval)
+                c = sink.store.counters
+                console.print(
+                    f"[cloud] {sink.session.health.state}: stored {c.get('stored', 0)}, "
+                    f"duplicates {c.get('duplicates', 0)}, invalid {c.get('invalid', 0)}"
+                )
+
+    try:
+        asyncio.run(serve())
+        print(json.dumps(sink.store.report(), indent=2))
+    finally:
+        sink.close()
+    return EXIT_OK
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from sim.harness import builtin_scenarios, load_scenario, print_summary, run_scenario
+
+    if args.sim_command == "list":
+        for name in sorted(builtin_scenarios()):
+            scenario = load_scenario(name)
+            print(f"{name}: {scenario.description}")
+        return EXIT_OK
+    _setup_logging(args.verbose, default=logging.WARNING)
+    scenario = load_scenario(args.scenario)
+    console = Console(stderr=True)
+    report: dict[str, Any] = asyncio.run(
+        run_scenario(scenario, duration_s=args.duration, broker_url=args.broker, console=console)
+    )
+    print_summary(report, Console())
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"report written to {args.report}")
+    return EXIT_OK if report["uplink"]["lost"] == 0 else EXIT_FAIL
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from agents.bench.uplink import run_uplink_bench
+
+    _setup_logging(args.verbose, default=logging.WARNING)
+    result = asyncio.run(
+        run_uplink_bench(
+            args.broker,
+            args.messages,
+            inflight=args.inflight,
+            payload_bytes=args.payload_bytes,
+            protocol=MqttProtocol(args.protocol),
+        )
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

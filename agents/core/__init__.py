@@ -1,0 +1,1 @@
+"""Runtime core: typed configuration, back-off, errors, and the agent supervisor."""

@@ -1,0 +1,282 @@
+"""Gateway configuration: one YAML file per gateway, validated once at start-up.
+
+The file is parsed with PyYAML's node API so that every validation error can be reported with the line
+and column it came from: an installer editing ``/etc/storeedge/gateway.yaml`` over SSH gets
+``broker.url (line 4): ...`` instead of a traceback. Every model forbids unknown keys, so a typo such as
+``hearbeat:`` fails loudly instead of silently running with defaults.
+
+Later issues add their sections (cameras, tags) as further optional fields of :class:`GatewayConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.core.errors import ConfigError
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttProtocol(StrEnum):
+    V311 = "3.1.1"
+    V5 = "5"
+
+
+class BrokerUrl(StrictModel):
+    """A parsed ``mqtt://`` / ``mqtts://`` URL (``tcp://`` and ``ssl://`` are accepted as aliases)."""
+
+    scheme: Literal["mqtt", "mqtts"]
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        parts = urlsplit(url)
+        scheme = {"mqtt": "mqtt", "tcp": "mqtt", "mqtts": "mqtts", "ssl": "mqtts"}.get(parts.scheme)
+        if scheme is None:
+            raise ValueError(f"broker URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"broker URL has no host: {url!r}")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"broker URL has an invalid port: {url!r}") from exc
+        return cls(
+            scheme=scheme,  # type: ignore[arg-type]
+            host=parts.hostname,
+            port=port or (8883 if scheme == "mqtts" else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+class TlsConfig(StrictModel):
+    """TLS files. ``ca_file`` verifies the broker; ``cert_file``/``key_file`` are the client certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = Field(False, description="Do not check the broker's hostname (lab use only).")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class ReconnectConfig(StrictModel):
+    min_delay_s: float = Field(0.5, gt=0, le=60)
+    max_delay_s: float = Field(60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.max_delay_s < self.min_delay_s:
+            raise ValueError("max_delay_s must be >= min_delay_s")
+        return self
+
+
+class BrokerConfig(StrictModel):
+    url: str = Field(description="mqtt://host:port or mqtts://host:port")
+    protocol: MqttProtocol = MqttProtocol.V311
+    client_id: str | None = Field(None, description="Defaults to storeedge-<store_id>-<gateway_id>.")
+    username: str | None = None
+    password_file: Path | None = Field(None, description="File holding the password (kept out of the YAML).")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    connect_timeout_s: float = Field(10.0, gt=0, le=120)
+    session_expiry_s: int = Field(
+        86400, ge=0, description="MQTT 5 session expiry: how long the broker queues commands while offline."
+    )
+    inflight: int = Field(100, ge=1, le=65535, description="Unacknowledged QoS 1 messages allowed at once.")
+    tls: TlsConfig | None = None
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        BrokerUrl.parse(value)
+        return value
+
+    @property
+    def parsed_url(self) -> BrokerUrl:
+        return BrokerUrl.parse(self.url)
+
+
+class DropPolicy(StrEnum):
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+class OutboxSync(StrEnum):
+    NORMAL = "normal"  # survives process crashes (SIGKILL); may lose the last commits on power loss
+    FULL = "full"  # also survives power loss, at the cost of an fsync per commit batch
+
+
+class OutboxConfig(StrictModel):
+    path: Path | None = Field(None, description="SQLite file; defaults to <state_dir>/outbox.sqlite3.")
+    max_bytes: ByteSize = Field(ByteSize(64 * 1024 * 1024), gt=0)
+    max_age: timedelta = Field(timedelta(days=7), description="Messages older than this are dropped.")
+    max_message_bytes: ByteSize = Field(ByteSize(256 * 1024), gt=0)
+    drop_policy: DropPolicy = DropPolicy.DROP_OLDEST
+    sync: OutboxSync = OutboxSync.NORMAL
+
+    @field_validator("max_age")
+    @classmethod
+    def _positive_age(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("max_age must be positive")
+        return value
+
+
+class CommandsConfig(StrictModel):
+    max_bytes: ByteSize = Field(ByteSize(64 * 1024), gt=0, description="Larger commands are refused.")
+    timeout_s: float = Field(30.0, gt=0)
+    max_concurrent: int = Field(8, ge=1, le=256)
+    remember: int = Field(10000, ge=100, description="Command ids kept for idempotency.")
+
+
+class HeartbeatConfig(StrictModel):
+    interval_s: float = Field(30.0, gt=0)
+    health_interval_s: float = Field(60.0, gt=0)
+
+
+class RuntimeConfig(StrictModel):
+    restart_min_delay_s: float = Field(1.0, gt=0)
+    restart_max_delay_s: float = Field(60.0, gt=0)
+    shutdown_grace_s: float = Field(5.0, ge=0, description="Time to flush the outbox on SIGTERM.")
+    health_file_interval_s: float = Field(2.0, gt=0)
+
+
+class LoadgenConfig(StrictModel):
+    """Synthetic traffic for soak tests, benchmarks and the simulator (not for production stores)."""
+
+    streams: int = Field(1, ge=1, le=64)
+    rate_per_s: float = Field(10.0, gt=0)
+    messages: int | None = Field(None, ge=1, description="Total messages over all streams; None = unbounded.")
+    payload_bytes: int = Field(64, ge=0, le=65536)
+
+
+class GatewayConfig(StrictModel):
+    """Top-level gateway configuration."""
+
+    store_id: Annotated[str, Field(pattern=_ID_PATTERN)]
+    gateway_id: Annotated[str, Field(pattern=_ID_PATTERN)]
+    state_dir: Path = Path("/var/lib/storeedge")
+    broker: BrokerConfig
+    outbox: OutboxConfig = OutboxConfig()
+    commands: CommandsConfig = CommandsConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    loadgen: LoadgenConfig | None = None
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.state_dir / "outbox.sqlite3"
+
+    @property
+    def health_path(self) -> Path:
+        return self.state_dir / "health.json"
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"storeedge-{self.store_id}-{self.gateway_id}"
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    """Follow a pydantic error location through the YAML node tree as far as it goes."""
+    node = root
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                # An unknown key: point at the key itself.
+                key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
+                return key_node or node
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return node
+    return node
+
+
+def _describe(errors: list[Any], root: yaml.Node | None, source: str) -> list[str]:
+    problems = []
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        node = _node_at(root, loc)
+        where = f" (line {node.start_mark.line + 1})" if node is not None else ""
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; unknown keys are rejected)"
+        problems.append(f"{source}: {field}{where}: {message}")
+    return problems
+
+
+def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] | None = None) -> GatewayConfig:
+    """Validate YAML ``text``; raise :class:`ConfigError` naming each bad field and its line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text) if root is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}", [str(exc)]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = _describe(exc.errors(), root, source)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems) from exc
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
+    """Read and validate a gateway configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config(text, source=str(path), overrides=overrides)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def redact_url(url: str) -> str:
+    """Drop a password from a broker URL before it is logged."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

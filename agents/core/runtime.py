@@ -1,0 +1,138 @@
+"""The gateway runtime: builds the outbox and the agents from a validated config and runs them.
+
+``storeedge run --config FILE`` ends up in :func:`run_gateway`. Shutdown on SIGTERM/SIGINT is orderly:
+producers stop first, the uplink drains the outbox for up to ``runtime.shutdown_grace_s`` and publishes
+a retained ``{"online": false, "reason": "shutdown"}``, then the outbox is checkpointed and closed.
+Whatever could not be sent stays on disk and goes out after the next start.
+
+One state directory belongs to one running gateway: an exclusive ``flock`` on ``<state_dir>/gateway.lock``
+turns an accidental second instance into a clear error instead of two writers on one outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from agents.core.config import GatewayConfig
+from agents.core.errors import GatewayLockedError
+from agents.core.supervisor import Agent, Supervisor
+from agents.heartbeat import HeartbeatAgent
+from agents.uplink.commands import CommandAgent, NoArgs
+from agents.uplink.link import UplinkAgent
+from agents.uplink.outbox import Outbox
+from protocols.mqtt_v1 import GatewayTopics
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def state_dir_lock(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "gateway.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise GatewayLockedError(
+                f"another storeedge gateway is already running on state directory {state_dir}"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+class Gateway:
+    """All agents of one gateway, wired together. ``extra_agents`` lets later issues and tests add more."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        extra_agents: Callable[[Gateway], list[Agent]] | None = None,
+    ) -> None:
+        self.config = config
+        self.topics = GatewayTopics(config.store_id, config.gateway_id)
+        self._extra_agents = extra_agents
+        self.outbox: Outbox | None = None
+        self.uplink: UplinkAgent | None = None
+        self.commands: CommandAgent | None = None
+        self.supervisor: Supervisor | None = None
+        self.ready = asyncio.Event()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current health (agents, outbox, uplink); empty before start."""
+        return self.supervisor.snapshot() if self.supervisor else {}
+
+    def _runtime_health(self) -> dict[str, Any]:
+        assert self.outbox is not None
+        return {
+            "store_id": self.config.store_id,
+            "gateway_id": self.config.gateway_id,
+            "outbox": self.outbox.stats.as_dict(),
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        with state_dir_lock(config.state_dir):
+            outbox = Outbox.open(
+                config.outbox_path, config.outbox, gateway_id=config.gateway_id, topic_for=self.topics.stream
+            )
+            self.outbox = outbox
+            commands = CommandAgent(config.commands, outbox, config.state_dir / "commands.sqlite3")
+            uplink = UplinkAgent(config, outbox, commands=commands.submit)
+            self.commands, self.uplink = commands, uplink
+            agents: list[Agent] = [uplink, commands]
+            agents.append(HeartbeatAgent(config.heartbeat, outbox, self.snapshot))
+            if config.loadgen is not None:
+                from sim.loadgen import LoadgenAgent  # sim-only agent, imported only when configured
+
+                agents.append(LoadgenAgent(config.loadgen, outbox))
+            if self._extra_agents is not None:
+                agents.extend(self._extra_agents(self))
+            self.supervisor = Supervisor(
+                agents,
+                restart_min_s=config.runtime.restart_min_delay_s,
+                restart_max_s=config.runtime.restart_max_delay_s,
+                health_path=config.health_path,
+                health_interval_s=config.runtime.health_file_interval_s,
+                snapshot_extra=self._runtime_health,
+            )
+
+            async def health_command(_args: NoArgs) -> dict[str, Any]:
+                return self.snapshot()
+
+            commands.register("health", NoArgs, health_command, "Return the gateway's health snapshot.")
+            try:
+                async with asyncio.TaskGroup() as group:
+                    writer = group.create_task(outbox.serve(), name="outbox:writer")
+                    self.ready.set()
+                    await self.supervisor.run(stop, grace_s=config.runtime.shutdown_grace_s)
+                    writer.cancel()
+            finally:
+                await commands.aclose()
+                await outbox.aclose()
+        log.info("gateway %s stopped", config.gateway_id)
+
+
+async def run_until_signalled(gateway: Gateway) -> None:
+    """Run ``gateway`` until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

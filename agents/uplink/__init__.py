@@ -1,0 +1,1 @@
+"""The cloud link: durable outbox, MQTT session, uplink publisher and downlink command dispatcher."""

@@ -1,0 +1,212 @@
+"""The uplink agent: drains the durable outbox to the broker over one MQTT session.
+
+Delivery contract (QoS 1, at least once, de-duplicated by ``id`` in the cloud):
+
+* The publisher reads committed messages from the outbox in ``seq`` order and keeps at most
+  ``broker.inflight`` of them unacknowledged. Each PUBACK deletes its message from the outbox.
+* On every new connection it starts again from the head of the outbox. Messages that were in flight
+  when the link dropped are therefore sent again, in their original order; the cloud drops the
+  duplicates by ``id``. Nothing is ever deleted without a PUBACK (or an explicit, counted drop).
+* A PUBACK carrying an MQTT 5 error reason means the broker refused that message for good; it is dropped
+  and counted as ``rejected`` rather than retried forever (one poison message must not block a store).
+
+The agent also publishes the retained status topic (birth on connect, Last Will ``{"online": false}``)
+and hands downlink commands to the command agent, acknowledging them only once they are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from agents import __version__
+from agents.core.config import GatewayConfig
+from agents.core.supervisor import Agent
+from agents.uplink.mqtt_session import MqttSession, SessionOptions, Will, password_from
+from agents.uplink.outbox import Outbox
+from protocols.mqtt_v1 import GatewayTopics, encode_status
+
+log = logging.getLogger(__name__)
+
+CommandSink = Callable[[bytes, Callable[[], None]], None]
+"""Receives a raw command payload and a callback that sends its PUBACK once the command is recorded."""
+
+
+def session_options(config: GatewayConfig, topics: GatewayTopics) -> SessionOptions:
+    broker = config.broker
+    url = broker.parsed_url
+    user, password = password_from(broker.username, broker.password_file, url)
+    return SessionOptions(
+        url=url,
+        client_id=config.client_id,
+        protocol=broker.protocol,
+        tls=broker.tls,
+        username=user,
+        password=password,
+        keepalive_s=broker.keepalive_s,
+        connect_timeout_s=broker.connect_timeout_s,
+        persistent_session=True,
+        session_expiry_s=broker.session_expiry_s,
+        inflight=broker.inflight,
+        manual_ack=True,
+        will=Will(topics.status, encode_status(False)),
+        birth=Will(topics.status, encode_status(True, version=__version__, since=round(time.time(), 3))),
+        subscriptions=((topics.command, 1),),
+        reconnect_min_s=broker.reconnect.min_delay_s,
+        reconnect_max_s=broker.reconnect.max_delay_s,
+    )
+
+
+class UplinkAgent(Agent):
+    """Publishes the outbox; see the module docstring."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        outbox: Outbox,
+        *,
+        commands: CommandSink | None = None,
+        options: SessionOptions | None = None,
+    ) -> None:
+        super().__init__("uplink")
+        self.config = config
+        self.topics = GatewayTopics(config.store_id, config.gateway_id)
+        self.outbox = outbox
+        self._commands = commands
+        self._options = options or session_options(config, self.topics)
+        self._inflight_limit = self._options.inflight
+        self._inflight: dict[tuple[int, int], int] = {}
+        self._wake = asyncio.Event()
+        self._session: MqttSession | None = None
+        self._session_done = asyncio.Event()
+        self.ack_listeners: list[Callable[[int], None]] = []
+
+    # -- agent interface ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        session = MqttSession(
+            self._options,
+            name="uplink",
+            on_connected=lambda gen: loop.call_soon_threadsafe(self._wake.set),
+            on_disconnected=lambda gen, why: loop.call_soon_threadsafe(self._on_disconnected, gen),
+            on_ack=lambda gen, mid, ok: loop.call_soon_threadsafe(self._on_ack, gen, mid, ok),
+            on_message=lambda gen, msg: loop.call_soon_threadsafe(self._on_message, session, gen, msg),
+        )
+        self._session = session
+        self._session_done.clear()
+        self._inflight.clear()
+        self.outbox.add_commit_listener(self._wake.set)
+        goodbye = Will(self.topics.status, encode_status(False, reason="shutdown"))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._run_session(session, goodbye), name="uplink:mqtt-session")
+                group.create_task(self._publish_loop(session), name="uplink:publisher")
+        finally:
+            self.outbox.remove_commit_listener(self._wake.set)
+            self._session_done.set()
+
+    async def _run_session(self, session: MqttSession, goodbye: Will) -> None:
+        try:
+            await session.run(goodbye=goodbye)
+        finally:
+            # The session only returns on request_stop (drain); the publisher then idles until cancelled.
+            self._session_done.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Publish what is still in the outbox (bounded by ``timeout_s``), then disconnect cleanly."""
+        deadline = time.monotonic() + timeout_s
+        session = self._session
+        while (
+            session is not None
+            and session.connected_generation is not None
+            and self.outbox.stats.backlog_messages > 0
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        if session is not None:
+            session.request_stop()
+            try:
+                await asyncio.wait_for(self._session_done.wait(), timeout=max(0.5, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("uplink: clean disconnect did not finish in time")
+
+    def diagnostics(self) -> dict[str, Any]:
+        session = self._session
+        return {
+            "mqtt": session.health.as_dict() if session else {"state": "idle"},
+            "inflight": len(self._inflight),
+            "broker": str(self._options.url),
+        }
+
+    @property
+    def session(self) -> MqttSession | None:
+        return self._session
+
+    # -- publishing --------------------------------------------------------------------------------
+
+    async def _publish_loop(self, session: MqttSession) -> None:
+        while True:
+            await session.wait_connected()
+            generation = session.connected_generation
+            if generation is None:
+                await asyncio.sleep(0.01)
+                continue
+            # New connection: resend from the head, in order. Anything in flight before is unconfirmed.
+            last_sent = 0
+            while session.connected_generation == generation:
+                self._wake.clear()
+                room = self._inflight_limit - len(self._inflight)
+                if room > 0:
+                    rows = await self.outbox.read_after(last_sent, min(room, 1000))
+                    for row in rows:
+                        mid = session.publish(generation, row.topic, row.payload, qos=1)
+                        if mid is None:
+                            break  # connection gone; the outer loop waits for the next one
+                        self._inflight[(generation, mid)] = row.seq
+                        last_sent = row.seq
+                        self.health.count("sent")
+                    if rows:
+                        continue
+                await self._wake.wait()
+
+    def _on_ack(self, generation: int, mid: int, ok: bool) -> None:
+        seq = self._inflight.pop((generation, mid), None)
+        if seq is None:
+            return
+        if ok:
+            self.outbox.ack(seq)
+            self.health.count("acked")
+            for listener in self.ack_listeners:
+                listener(seq)
+        else:
+            log.error("uplink: broker rejected message seq %d; dropping it (counted as 'rejected')", seq)
+            self.outbox.reject(seq)
+            self.health.count("rejected")
+        self._wake.set()
+
+    def _on_disconnected(self, generation: int) -> None:
+        for key in [k for k in self._inflight if k[0] == generation]:
+            del self._inflight[key]
+        self._wake.set()
+
+    # -- downlink ----------------------------------------------------------------------------------
+
+    def _on_message(self, session: MqttSession, generation: int, message: paho.MQTTMessage) -> None:
+        if message.topic != self.topics.command:
+            session.ack(generation, message.mid, message.qos)
+            return
+        self.health.count("commands_received")
+
+        def send_puback() -> None:
+            session.ack(generation, message.mid, message.qos)
+
+        if self._commands is None:
+            send_puback()
+            return
+        self._commands(bytes(message.payload), send_puback)

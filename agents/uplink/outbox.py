@@ -1,0 +1,430 @@
+"""Durable outbox: every uplink message is on disk before it is published, and is deleted only after
+the broker's PUBACK.
+
+Two layers:
+
+* :class:`OutboxStore` is synchronous SQLite (WAL). It owns the sequence counters: the per-gateway
+  ``seq`` (the message id) and the per-stream ``stream_seq`` are allocated inside the same transaction
+  that stores the message, so a crash can neither lose a committed message nor reuse an id. The envelope
+  bytes are built at insert time and never change, so every redelivery is byte-identical.
+* :class:`Outbox` is the asyncio face. All SQLite work runs on one dedicated thread (never on the event
+  loop). ``put()`` uses group commit: concurrent producers are written in one transaction and each
+  ``await`` returns once its message is durable. Acks are batched into deletes the same way.
+
+Bounds are explicit. The outbox is limited by total bytes and by message age; when full, the configured
+policy either drops the oldest messages or refuses the newest. Every drop is counted per stream and
+reason in the database (so the counts survive restarts) and reported in health messages: never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.core.config import DropPolicy, OutboxConfig, OutboxSync
+from agents.core.errors import MessageTooLarge
+from protocols.mqtt_v1 import check_stream, encode_envelope
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    stream_seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    stream TEXT PRIMARY KEY,
+    last_stream_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drops (
+    stream TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (stream, reason)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# Reasons a message can leave the outbox without a PUBACK.
+DROP_FULL = "full"  # outbox over max_bytes (drop_oldest evicts, drop_newest refuses)
+DROP_AGE = "age"  # older than max_age
+DROP_REJECTED = "rejected"  # the broker answered the publish with an MQTT 5 error reason code
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A stored message ready to publish."""
+
+    seq: int
+    stream: str
+    stream_seq: int
+    topic: str
+    payload: bytes
+    ts: float
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """Outcome of one ``put``: ``seq`` is None when the drop_newest policy refused the message."""
+
+    seq: int | None
+    stream_seq: int | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.seq is not None
+
+
+@dataclass
+class OutboxStats:
+    backlog_messages: int = 0
+    backlog_bytes: int = 0
+    oldest_ts: float | None = None
+    last_seq: int = 0
+    accepted: int = 0  # accepted by this process
+    acked: int = 0  # acked by the broker in this process
+    dropped: dict[str, int] = field(default_factory=dict)  # "<reason>" -> count, all time (persisted)
+
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "backlog_messages": self.backlog_messages,
+            "backlog_bytes": self.backlog_bytes,
+            "oldest_age_s": None if self.oldest_ts is None else round(max(0.0, now - self.oldest_ts), 3),
+            "last_seq": self.last_seq,
+            "accepted": self.accepted,
+            "acked": self.acked,
+            "dropped": dict(self.dropped),
+            "dropped_total": sum(self.dropped.values()),
+        }
+
+
+class OutboxStore:
+    """Synchronous SQLite outbox. Not thread-safe: :class:`Outbox` confines it to one thread."""
+
+    def __init__(self, path: Path, config: OutboxConfig, *, gateway_id: str, topic_for: Callable[[str], str]):
+        self.path = path
+        self.config = config
+        self.gateway_id = gateway_id
+        self._topic_for = topic_for
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if config.sync is OutboxSync.FULL else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        self._last_seq: int = row[0] if row else 0
+        self._stream_seq: dict[str, int] = dict(self._db.execute("SELECT stream, last_stream_seq FROM streams"))
+        count, size, oldest = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0), MIN(ts) FROM outbox"
+        ).fetchone()
+        self.stats = OutboxStats(backlog_messages=count, backlog_bytes=size, oldest_ts=oldest, last_seq=self._last_seq)
+        for reason, total in self._db.execute("SELECT reason, SUM(count) FROM drops GROUP BY reason"):
+            self.stats.dropped[reason] = total
+
+    def close(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append_many(self, items: list[tuple[str, Any, float]]) -> list[PutResult]:
+        """Store ``(stream, data, ts)`` items in one transaction, applying the size policy."""
+        results: list[PutResult] = []
+        limit = int(self.config.max_bytes)
+        drops: dict[tuple[str, str], int] = {}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for stream, data, ts in items:
+                stream_seq = self._stream_seq.get(stream, 0) + 1
+                seq = self._last_seq + 1
+                topic = self._topic_for(stream)
+                payload = encode_envelope(
+                    gateway_id=self.gateway_id, stream=stream, seq=seq, stream_seq=stream_seq, ts=ts, data=data
+                )
+                size = len(payload) + len(topic)
+                if self.stats.backlog_bytes + size > limit and self.config.drop_policy is DropPolicy.DROP_NEWEST:
+                    drops[(stream, DROP_FULL)] = drops.get((stream, DROP_FULL), 0) + 1
+                    results.append(PutResult(None, None))
+                    continue
+                self._db.execute(
+                    "INSERT INTO outbox (seq, stream, stream_seq, ts, topic, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, stream, stream_seq, ts, topic, payload),
+                )
+                self._last_seq = seq
+                self._stream_seq[stream] = stream_seq
+                self._db.execute(
+                    "INSERT INTO streams (stream, last_stream_seq) VALUES (?, ?) "
+                    "ON CONFLICT(stream) DO UPDATE SET last_stream_seq = excluded.last_stream_seq",
+                    (stream, stream_seq),
+                )
+                self.stats.backlog_messages += 1
+                self.stats.backlog_bytes += size
+                if self.stats.oldest_ts is None:
+                    self.stats.oldest_ts = ts
+                results.append(PutResult(seq, stream_seq))
+                if self.stats.backlog_bytes > limit:
+                    self._evict_oldest(limit, drops)
+            self._record_drops(drops)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+        self.stats.last_seq = self._last_seq
+        self.stats.accepted += sum(1 for r in results if r.accepted)
+        return results
+
+    def _evict_oldest(self, limit: int, drops: dict[tuple[str, str], int]) -> None:
+        while self.stats.backlog_bytes > limit:
+            row = self._db.execute(
+                "SELECT seq, stream, LENGTH(payload) + LENGTH(topic) FROM outbox ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                break
+            seq, stream, size = row
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self.stats.backlog_messages -= 1
+            self.stats.backlog_bytes -= size
+            drops[(stream, DROP_FULL)] = drops.get((stream, DROP_FULL), 0) + 1
+        self._refresh_oldest()
+
+    def _record_drops(self, drops: dict[tuple[str, str], int]) -> None:
+        for (stream, reason), count in drops.items():
+            self._db.execute(
+                "INSERT INTO drops (stream, reason, count) VALUES (?, ?, ?) "
+                "ON CONFLICT(stream, reason) DO UPDATE SET count = count + excluded.count",
+                (stream, reason, count),
+            )
+            self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + count
+            log.warning("outbox dropped %d message(s) of stream %r: %s", count, stream, reason)
+
+    def _reload_counters(self) -> None:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        self._last_seq = row[0] if row else 0
+        self._stream_seq = dict(self._db.execute("SELECT stream, last_stream_seq FROM streams"))
+        count, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox"
+        ).fetchone()
+        self.stats.backlog_messages, self.stats.backlog_bytes = count, size
+        self._refresh_oldest()
+
+    def _refresh_oldest(self) -> None:
+        row = self._db.execute("SELECT ts FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        self.stats.oldest_ts = row[0] if row else None
+
+    def delete(self, seqs: Iterable[int], *, drop_reason: str | None = None) -> int:
+        """Delete acknowledged (or rejected) messages; returns how many were still present."""
+        seqs = list(seqs)
+        if not seqs:
+            return 0
+        removed = 0
+        drops: dict[tuple[str, str], int] = {}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT stream, LENGTH(payload) + LENGTH(topic) FROM outbox WHERE seq IN ({marks})", chunk
+                ).fetchall()
+                self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
+                for stream, size in rows:
+                    removed += 1
+                    self.stats.backlog_messages -= 1
+                    self.stats.backlog_bytes -= size
+                    if drop_reason:
+                        drops[(stream, drop_reason)] = drops.get((stream, drop_reason), 0) + 1
+            self._record_drops(drops)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+        if drop_reason is None:
+            self.stats.acked += removed
+        self._refresh_oldest()
+        return removed
+
+    def expire(self, now: float) -> int:
+        """Drop messages older than ``max_age`` (counted as reason ``age``)."""
+        cutoff = now - self.config.max_age.total_seconds()
+        seqs = [s for (s,) in self._db.execute("SELECT seq FROM outbox WHERE ts < ? ORDER BY seq", (cutoff,))]
+        return self.delete(seqs, drop_reason=DROP_AGE)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def read_after(self, seq: int, limit: int) -> list[OutboxRow]:
+        rows = self._db.execute(
+            "SELECT seq, stream, stream_seq, topic, payload, ts FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [OutboxRow(s, st, ss, t, bytes(p), ts) for s, st, ss, t, p, ts in rows]
+
+    def stream_position(self, stream: str) -> int:
+        """Last ``stream_seq`` ever allocated on ``stream`` (0 if none): lets producers resume exactly."""
+        return self._stream_seq.get(stream, 0)
+
+    def drops_by_stream(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for stream, reason, count in self._db.execute("SELECT stream, reason, count FROM drops"):
+            out.setdefault(stream, {})[reason] = count
+        return out
+
+
+class Outbox:
+    """Asyncio facade over :class:`OutboxStore`: group-committed puts, batched acks, age sweeps.
+
+    Run :meth:`serve` as a task for as long as the outbox is used; it performs the writes.
+    """
+
+    def __init__(self, store: OutboxStore, *, sweep_interval_s: float = 10.0) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-sqlite")
+        self._pending: list[tuple[str, Any, float, asyncio.Future[PutResult]]] = []
+        self._acks: list[int] = []
+        self._rejects: list[int] = []
+        self._work = asyncio.Event()
+        self._sweep_interval_s = sweep_interval_s
+        self._commit_listeners: list[Callable[[], None]] = []
+        self._serving = False
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls, path: Path, config: OutboxConfig, *, gateway_id: str, topic_for: Callable[[str], str]
+    ) -> Outbox:
+        return cls(OutboxStore(path, config, gateway_id=gateway_id, topic_for=topic_for))
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def stats(self) -> OutboxStats:
+        return self.store.stats
+
+    async def put(self, stream: str, data: Any) -> PutResult:
+        """Store one message durably; returns once it is committed (or refused by drop_newest)."""
+        check_stream(stream)
+        if self._closed:
+            raise RuntimeError("outbox is closed")
+        # Size check before queueing so one oversized message cannot fail a whole commit batch.
+        ts = time.time()
+        probe = encode_envelope(
+            gateway_id=self.store.gateway_id, stream=stream, seq=1 << 62, stream_seq=1 << 62, ts=ts, data=data
+        )
+        limit = int(self.store.config.max_message_bytes)
+        if len(probe) > limit:
+            raise MessageTooLarge(f"message on {stream!r} is {len(probe)} bytes; limit is {limit}")
+        future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((stream, data, ts, future))
+        self._work.set()
+        return await future
+
+    def ack(self, seq: int) -> None:
+        """The broker acknowledged ``seq``; it is deleted in the next batch."""
+        self._acks.append(seq)
+        self._work.set()
+
+    def reject(self, seq: int) -> None:
+        """The broker refused ``seq`` (MQTT 5 reason code >= 0x80): drop it, counted as ``rejected``."""
+        self._rejects.append(seq)
+        self._work.set()
+
+    async def read_after(self, seq: int, limit: int) -> list[OutboxRow]:
+        rows: list[OutboxRow] = await self._run(self.store.read_after, seq, limit)
+        return rows
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) after each commit of new messages."""
+        self._commit_listeners.append(callback)
+
+    def remove_commit_listener(self, callback: Callable[[], None]) -> None:
+        self._commit_listeners.remove(callback)
+
+    async def stream_position(self, stream: str) -> int:
+        position: int = await self._run(self.store.stream_position, stream)
+        return position
+
+    async def drops_by_stream(self) -> dict[str, dict[str, int]]:
+        drops: dict[str, dict[str, int]] = await self._run(self.store.drops_by_stream)
+        return drops
+
+    async def serve(self) -> None:
+        """Writer loop: commit pending puts, delete acked messages, expire old ones. Runs until cancelled."""
+        if self._serving:
+            raise RuntimeError("Outbox.serve is already running")
+        self._serving = True
+        next_sweep = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_sweep:
+                    await self._run(self.store.expire, time.time())
+                    next_sweep = now + self._sweep_interval_s
+                try:
+                    await asyncio.wait_for(self._work.wait(), timeout=max(0.0, next_sweep - now))
+                except TimeoutError:
+                    continue
+                self._work.clear()
+                await self._flush_once()
+        finally:
+            self._serving = False
+
+    async def _flush_once(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            try:
+                results = await self._run(self.store.append_many, [(s, d, ts) for s, d, ts, _ in batch])
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
+            for (*_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            for listener in list(self._commit_listeners):
+                listener()
+        acks, self._acks = self._acks, []
+        if acks:
+            await self._run(self.store.delete, acks)
+        rejects, self._rejects = self._rejects, []
+        if rejects:
+            await self._run(lambda: self.store.delete(rejects, drop_reason=DROP_REJECTED))
+
+    async def flush(self) -> None:
+        """Commit queued acks now (used at shutdown, when :meth:`serve` is no longer running)."""
+        if self._serving:
+            self._work.set()
+            return
+        await self._flush_once()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._serving:
+            await self._flush_once()
+        for *_, future in self._pending:
+            if not future.done():
+                future.set_exception(RuntimeError("outbox closed before the message was stored"))
+        self._pending.clear()
+        await self._run(self.store.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,202 @@
+"""``storeedge sim run``: a whole store in one process.
+
+A run starts the embedded broker (or uses ``--broker``), the cloud sink and one gateway wired to
+simulated devices, runs the scenario for its duration with a live progress line, lets the gateway drain
+its outbox on shutdown, and then compares what the gateway produced with what the cloud stored:
+``published`` (messages the gateway's outbox accepted), ``received`` (unique at the sink), ``lost``
+(produced but never received), ``duplicates`` (redeliveries the sink dropped) and ``dropped`` (removed by
+the outbox's explicit drop policy). Scenarios are YAML data files (``sim/scenarios/*.yaml``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+import uuid
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agents.cloud.sink import CloudSink
+from agents.core.config import BrokerUrl, ConfigError, GatewayConfig
+from agents.core.runtime import Gateway
+from sim.broker import EmbeddedBroker
+
+
+class Scenario(BaseModel):
+    """A simulator scenario file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    description: str = ""
+    duration_s: float = Field(20.0, gt=0)
+    gateway: dict[str, Any] = Field(default_factory=dict, description="Merged into the gateway config.")
+    drain_timeout_s: float = Field(10.0, ge=0)
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Names of the scenarios shipped in ``sim/scenarios`` mapped to their file text."""
+    folder = resources.files("sim") / "scenarios"
+    return {
+        entry.name.removesuffix(".yaml"): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+def load_scenario(name_or_path: str | None) -> Scenario:
+    """Load a built-in scenario by name, or a scenario file by path."""
+    if name_or_path is None:
+        name_or_path = "default"
+    builtin = builtin_scenarios()
+    if name_or_path in builtin:
+        text, source = builtin[name_or_path], f"scenario '{name_or_path}'"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(
+                f"no scenario {name_or_path!r}: not a file and not one of {', '.join(sorted(builtin))}"
+            )
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        return Scenario.model_validate(yaml.safe_load(text) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{source}: invalid scenario: {exc}") from exc
+
+
+def gateway_config(scenario: Scenario, broker: BrokerUrl, state_dir: Path) -> GatewayConfig:
+    data: dict[str, Any] = {
+        "store_id": "sim-store-1",
+        "gateway_id": "sim-gw-1",
+        **scenario.gateway,
+        "state_dir": str(state_dir),
+    }
+    broker_section = dict(data.get("broker") or {})
+    broker_section.setdefault("url", str(broker))
+    broker_section.setdefault("reconnect", {"min_delay_s": 0.2, "max_delay_s": 5})
+    data["broker"] = broker_section
+    data.setdefault("runtime", {"shutdown_grace_s": scenario.drain_timeout_s, "health_file_interval_s": 1})
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"scenario {scenario.name!r}: invalid gateway section: {exc}") from exc
+
+
+def _progress_table(scenario: Scenario, elapsed: float, duration: float, gw: Gateway, sink: CloudSink) -> Table:
+    stats = gw.outbox.stats if gw.outbox else None
+    sink_counts = sink.store.counters
+    table = Table(title=f"storeedge sim: {scenario.name}", show_header=True)
+    for column in ("elapsed", "published", "acked", "backlog", "received", "duplicates", "link"):
+        table.add_column(column, justify="right")
+    link = gw.uplink.session.health.state if gw.uplink and gw.uplink.session else "starting"
+    table.add_row(
+        f"{elapsed:5.1f}/{duration:.0f}s",
+        str(stats.last_seq if stats else 0),
+        str(stats.acked if stats else 0),
+        str(stats.backlog_messages if stats else 0),
+        str(sink_counts.get("stored", 0)),
+        str(sink_counts.get("duplicates", 0)),
+        link,
+    )
+    return table
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    duration_s: float | None = None,
+    broker_url: BrokerUrl | None = None,
+    console: Console | None = None,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``scenario`` and return the report (see the module docstring)."""
+    console = console or Console(stderr=True)
+    duration = duration_s if duration_s is not None else scenario.duration_s
+    with contextlib.ExitStack() as stack:
+        root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="storeedge-sim-")))
+        async with contextlib.AsyncExitStack() as astack:
+            if broker_url is None:
+                broker = await astack.enter_async_context(EmbeddedBroker())
+                broker_url = broker.url
+            config = gateway_config(scenario, broker_url, root / "gateway")
+            sink = CloudSink(broker_url, root / "cloud.sqlite3", client_id=f"storeedge-sim-sink-{uuid.uuid4().hex[:8]}")
+            gateway = Gateway(config)
+            stop = asyncio.Event()
+            started = time.monotonic()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    sink_task = group.create_task(sink.run(), name="sim:cloud-sink")
+                    await asyncio.wait_for(sink.session.wait_connected(), timeout=15)
+                    gateway_task = group.create_task(gateway.run(stop), name="sim:gateway")
+                    with Live(console=console, refresh_per_second=4, transient=False) as live:
+                        while (elapsed := time.monotonic() - started) < duration and not gateway_task.done():
+                            live.update(_progress_table(scenario, elapsed, duration, gateway, sink))
+                            await asyncio.sleep(0.25)
+                        stop.set()
+                        await gateway_task
+                        # Give the last acknowledged messages time to reach the sink.
+                        deadline = time.monotonic() + 5
+                        while time.monotonic() < deadline:
+                            received = sink.store.counters.get("stored", 0)
+                            if gateway.outbox and received >= gateway.outbox.stats.acked:
+                                break
+                            await asyncio.sleep(0.1)
+                        live.update(_progress_table(scenario, time.monotonic() - started, duration, gateway, sink))
+                    sink.session.request_stop()
+                    await sink_task
+                return build_report(scenario, config, gateway, sink, time.monotonic() - started, broker_url)
+            finally:
+                sink.close()
+    raise AssertionError("unreachable")
+
+
+def build_report(
+    scenario: Scenario, config: GatewayConfig, gateway: Gateway, sink: CloudSink, elapsed: float, broker: BrokerUrl
+) -> dict[str, Any]:
+    assert gateway.outbox is not None
+    stats = gateway.outbox.stats
+    received_seqs = sink.store.received_ids(config.gateway_id)
+    published = stats.last_seq  # fresh state dir: every seq 1..last_seq was produced in this run
+    received = sum(1 for s in received_seqs if 1 <= s <= published)
+    dropped = sum(stats.dropped.values())
+    sink_report = sink.store.report()
+    return {
+        "scenario": scenario.name,
+        "duration_s": round(elapsed, 2),
+        "broker": str(broker),
+        "gateway": {"store_id": config.store_id, "gateway_id": config.gateway_id},
+        "uplink": {
+            "published": published,
+            "acked": stats.acked,
+            "received": received,
+            "lost": max(0, published - received - dropped),
+            "dropped": dropped,
+            "duplicates": sink_report["duplicates"],
+            "backlog_at_end": stats.backlog_messages,
+        },
+        "cloud": sink_report,
+        "agents": gateway.snapshot().get("agents", {}),
+    }
+
+
+def print_summary(report: dict[str, Any], console: Console) -> None:
+    up = report["uplink"]
+    table = Table(title=f"sim summary: {report['scenario']} ({report['duration_s']}s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("published", "acked", "received", "lost", "dropped", "duplicates", "backlog_at_end"):
+        table.add_row(key, str(up[key]))
+    for name, agent in report["agents"].items():
+        table.add_row(f"agent {name}", f"{agent['state']} (restarts {agent['restarts']})")
+    for gateway, status in report["cloud"]["status"].items():
+        table.add_row(f"status {gateway}", json.dumps(status))
+    console.print(table)
