@@ -48,8 +48,8 @@ class LoadgenAgent(Agent):
             for _ in range(due):
                 stream = min(streams, key=lambda s: positions[s])
                 positions[stream] += 1
-                batch.append(self.outbox.put(stream, {"pad": pad}))
-            await asyncio.gather(*batch)
+                batch.append((stream, {"pad": pad}))
+            await self.outbox.put_many(batch)
             emitted += due
             total += due
             self.health.counters["generated_total"] = total

@@ -5,8 +5,9 @@ in-flight window, and count a message as done at its PUBACK:
 
 * **baseline**: a bare paho client calling ``publish`` in a loop (nothing on disk, nothing survives a
   crash);
-* **durable**: the gateway's real path: ``Outbox.put`` (group-committed SQLite WAL) then the uplink
-  agent's publisher, with deletion after PUBACK.
+* **durable**: the gateway's real path: ``Outbox.put_many`` in batches of ``PRODUCER_BATCH`` from four
+  concurrent producers (group-committed SQLite WAL), then the uplink agent's publisher, with deletion
+  after PUBACK.
 
 Latency is measured per message from the producer's call to its PUBACK. The result is one JSON object.
 """
@@ -31,6 +32,7 @@ from agents.uplink.outbox import Outbox
 from protocols.mqtt_v1 import GatewayTopics, encode_envelope
 
 BENCH_STREAM = "bench"
+PRODUCER_BATCH = 50  # messages per put_many call in the durable run
 
 
 def _p99(values: list[float]) -> float:
@@ -120,11 +122,12 @@ async def bench_durable(
     uplink.ack_listeners.append(on_acked)
     data = {"pad": "x" * payload_bytes}
 
-    async def put_one() -> None:
+    async def put_batch(count: int) -> None:
         called = time.perf_counter()
-        result = await outbox.put(BENCH_STREAM, data)
-        assert result.seq is not None
-        put_at[result.seq] = called
+        results = await outbox.put_many([(BENCH_STREAM, data)] * count)
+        for result in results:
+            assert result.seq is not None
+            put_at[result.seq] = called
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -136,10 +139,13 @@ async def bench_durable(
                 session = uplink.session
             await asyncio.wait_for(session.wait_connected(), timeout=10)
             start = time.perf_counter()
-            # Producers arrive concurrently, as several agents would; the outbox group-commits them.
-            chunk = 200
-            for first in range(0, messages, chunk):
-                await asyncio.gather(*(put_one() for _ in range(min(chunk, messages - first))))
+            # Producers hand over batches (as the tags agent does with per-tag results) from several
+            # tasks at once; the outbox group-commits whatever is queued.
+            producers = [
+                put_batch(min(PRODUCER_BATCH, messages - first)) for first in range(0, messages, PRODUCER_BATCH)
+            ]
+            for first in range(0, len(producers), 4):
+                await asyncio.gather(*producers[first : first + 4])
             await asyncio.wait_for(all_acked.wait(), timeout=max(60.0, messages / 100))
             elapsed = time.perf_counter() - start
             await uplink.drain(2.0)
@@ -187,6 +193,7 @@ async def run_uplink_bench(
         "payload_bytes": len(payload),
         "inflight": inflight,
         "protocol": protocol.value,
+        "producer_batch": PRODUCER_BATCH,
         "throughput_msgs_per_s": round(durable["throughput_msgs_per_s"], 1),
         "p99_latency_ms": round(durable["p99_latency_ms"], 3),
         "baseline_throughput_msgs_per_s": round(baseline["throughput_msgs_per_s"], 1),

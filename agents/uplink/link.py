@@ -17,6 +17,7 @@ and hands downlink commands to the command agent, acknowledging them only once t
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -79,9 +80,15 @@ class UplinkAgent(Agent):
         self.outbox = outbox
         self._commands = commands
         self._options = options or session_options(config, self.topics)
-        self._inflight_limit = self._options.inflight
+        # paho keeps at most ``broker.inflight`` unacknowledged on the wire and releases the next queued
+        # message from its own thread the moment a PUBACK arrives; we hand it a few windows ahead so the
+        # wire never idles waiting for the event loop. All handed-over messages are tracked here.
+        self._inflight_limit = self._options.inflight * 10
+        self._refill_batch = max(1, self._options.inflight)
         self._inflight: dict[tuple[int, int], int] = {}
         self._wake = asyncio.Event()
+        self._acks: collections.deque[tuple[int, int, bool]] = collections.deque()
+        self._acks_scheduled = False
         self._session: MqttSession | None = None
         self._session_done = asyncio.Event()
         self.ack_listeners: list[Callable[[int], None]] = []
@@ -95,7 +102,7 @@ class UplinkAgent(Agent):
             name="uplink",
             on_connected=lambda gen: loop.call_soon_threadsafe(self._wake.set),
             on_disconnected=lambda gen, why: loop.call_soon_threadsafe(self._on_disconnected, gen),
-            on_ack=lambda gen, mid, ok: loop.call_soon_threadsafe(self._on_ack, gen, mid, ok),
+            on_ack=lambda gen, mid, ok: self._queue_ack(loop, gen, mid, ok),
             on_message=lambda gen, msg: loop.call_soon_threadsafe(self._on_message, session, gen, msg),
         )
         self._session = session
@@ -162,7 +169,8 @@ class UplinkAgent(Agent):
             while session.connected_generation == generation:
                 self._wake.clear()
                 room = self._inflight_limit - len(self._inflight)
-                if room > 0:
+                # Refill in batches rather than one read per PUBACK: each read is a hop to the SQLite thread.
+                if room >= self._refill_batch or (room > 0 and not self._inflight):
                     rows = await self.outbox.read_after(last_sent, min(room, 1000))
                     for row in rows:
                         mid = session.publish(generation, row.topic, row.payload, qos=1)
@@ -174,6 +182,19 @@ class UplinkAgent(Agent):
                     if rows:
                         continue
                 await self._wake.wait()
+
+    def _queue_ack(self, loop: asyncio.AbstractEventLoop, generation: int, mid: int, ok: bool) -> None:
+        # On paho's thread. PUBACKs arrive in bursts; wake the event loop once per burst, not per ack.
+        self._acks.append((generation, mid, ok))
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            loop.call_soon_threadsafe(self._drain_acks)
+
+    def _drain_acks(self) -> None:
+        self._acks_scheduled = False
+        while self._acks:
+            self._on_ack(*self._acks.popleft())
+        self._wake.set()
 
     def _on_ack(self, generation: int, mid: int, ok: bool) -> None:
         seq = self._inflight.pop((generation, mid), None)
@@ -188,7 +209,6 @@ class UplinkAgent(Agent):
             log.error("uplink: broker rejected message seq %d; dropping it (counted as 'rejected')", seq)
             self.outbox.reject(seq)
             self.health.count("rejected")
-        self._wake.set()
 
     def _on_disconnected(self, generation: int) -> None:
         for key in [k for k in self._inflight if k[0] == generation]:

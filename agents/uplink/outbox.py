@@ -30,7 +30,7 @@ from typing import Any
 
 from agents.core.config import DropPolicy, OutboxConfig, OutboxSync
 from agents.core.errors import MessageTooLarge
-from protocols.mqtt_v1 import check_stream, encode_envelope
+from protocols.mqtt_v1 import check_stream, encode_data, encode_envelope
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+# Upper bound of an envelope's bytes besides data, gateway id (twice) and stream name: keys, two 20-digit
+# sequence numbers and a timestamp.
+_ENVELOPE_OVERHEAD = 160
 
 # Reasons a message can leave the outbox without a PUBACK.
 DROP_FULL = "full"  # outbox over max_bytes (drop_oldest evicts, drop_newest refuses)
@@ -113,6 +117,15 @@ class OutboxStats:
         }
 
 
+@dataclass
+class PreparedBatch:
+    """Rows with sequence numbers allocated, ready for :meth:`OutboxStore.commit_prepared`."""
+
+    results: list[PutResult] = field(default_factory=list)
+    rows: list[OutboxRow] = field(default_factory=list)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
 class OutboxStore:
     """Synchronous SQLite outbox. Not thread-safe: :class:`Outbox` confines it to one thread."""
 
@@ -144,43 +157,63 @@ class OutboxStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def append_many(self, items: list[tuple[str, Any, float]]) -> list[PutResult]:
-        """Store ``(stream, data, ts)`` items in one transaction, applying the size policy."""
-        results: list[PutResult] = []
+    def prepare(self, items: list[tuple[str, str, float]]) -> PreparedBatch:
+        """CPU half of an append (no SQL): allocate sequence numbers and build the envelopes.
+
+        Kept apart from :meth:`commit_prepared` so the event loop can do this work while the SQLite
+        thread only writes. The batch must be committed before the next one is prepared; if the commit
+        fails, the counters are reloaded from the database so no sequence number is skipped.
+        """
+        batch = PreparedBatch()
         limit = int(self.config.max_bytes)
-        drops: dict[tuple[str, str], int] = {}
+        projected = self.stats.backlog_bytes
+        for stream, data_json, ts in items:
+            stream_seq = self._stream_seq.get(stream, 0) + 1
+            seq = self._last_seq + 1
+            topic = self._topic_for(stream)
+            payload = encode_envelope(
+                gateway_id=self.gateway_id, stream=stream, seq=seq, stream_seq=stream_seq, ts=ts, data_json=data_json
+            )
+            size = len(payload) + len(topic)
+            if projected + size > limit and self.config.drop_policy is DropPolicy.DROP_NEWEST:
+                key = (stream, DROP_FULL)
+                batch.refused[key] = batch.refused.get(key, 0) + 1
+                batch.results.append(PutResult(None, None))
+                continue
+            projected += size
+            self._last_seq = seq
+            self._stream_seq[stream] = stream_seq
+            batch.rows.append(OutboxRow(seq, stream, stream_seq, topic, payload, ts))
+            batch.results.append(PutResult(seq, stream_seq))
+        return batch
+
+    def commit_prepared(self, batch: PreparedBatch) -> list[int]:
+        """Write a prepared batch in one transaction; returns the seqs evicted by ``drop_oldest``."""
+        evicted: list[int] = []
+        limit = int(self.config.max_bytes)
+        drops = dict(batch.refused)
+        pending: list[tuple[int, str, int, float, str, bytes]] = []
+        touched: dict[str, int] = {}
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for stream, data, ts in items:
-                stream_seq = self._stream_seq.get(stream, 0) + 1
-                seq = self._last_seq + 1
-                topic = self._topic_for(stream)
-                payload = encode_envelope(
-                    gateway_id=self.gateway_id, stream=stream, seq=seq, stream_seq=stream_seq, ts=ts, data=data
-                )
-                size = len(payload) + len(topic)
-                if self.stats.backlog_bytes + size > limit and self.config.drop_policy is DropPolicy.DROP_NEWEST:
-                    drops[(stream, DROP_FULL)] = drops.get((stream, DROP_FULL), 0) + 1
-                    results.append(PutResult(None, None))
-                    continue
-                self._db.execute(
-                    "INSERT INTO outbox (seq, stream, stream_seq, ts, topic, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                    (seq, stream, stream_seq, ts, topic, payload),
-                )
-                self._last_seq = seq
-                self._stream_seq[stream] = stream_seq
-                self._db.execute(
-                    "INSERT INTO streams (stream, last_stream_seq) VALUES (?, ?) "
-                    "ON CONFLICT(stream) DO UPDATE SET last_stream_seq = excluded.last_stream_seq",
-                    (stream, stream_seq),
-                )
+            for row in batch.rows:
+                pending.append((row.seq, row.stream, row.stream_seq, row.ts, row.topic, row.payload))
+                touched[row.stream] = row.stream_seq
                 self.stats.backlog_messages += 1
-                self.stats.backlog_bytes += size
+                self.stats.backlog_bytes += len(row.payload) + len(row.topic)
                 if self.stats.oldest_ts is None:
-                    self.stats.oldest_ts = ts
-                results.append(PutResult(seq, stream_seq))
+                    self.stats.oldest_ts = row.ts
                 if self.stats.backlog_bytes > limit:
-                    self._evict_oldest(limit, drops)
+                    # Evicting needs the pending rows on disk first, so that the oldest is found in SQL.
+                    self._insert_rows(pending)
+                    pending = []
+                    evicted.extend(self._evict_oldest(limit, drops))
+            self._insert_rows(pending)
+            self._db.executemany(
+                "INSERT INTO streams (stream, last_stream_seq) VALUES (?, ?) "
+                "ON CONFLICT(stream) DO UPDATE SET last_stream_seq = excluded.last_stream_seq",
+                touched.items(),
+            )
             self._record_drops(drops)
             self._db.execute("COMMIT")
         except BaseException:
@@ -188,10 +221,21 @@ class OutboxStore:
             self._reload_counters()
             raise
         self.stats.last_seq = self._last_seq
-        self.stats.accepted += sum(1 for r in results if r.accepted)
-        return results
+        self.stats.accepted += len(batch.rows)
+        return evicted
 
-    def _evict_oldest(self, limit: int, drops: dict[tuple[str, str], int]) -> None:
+    def append_many(self, items: list[tuple[str, str, float]]) -> tuple[list[PutResult], list[int]]:
+        """Prepare and commit in one call: ``(stream, data_json, ts)`` items -> (results, evicted seqs)."""
+        batch = self.prepare(items)
+        return batch.results, self.commit_prepared(batch)
+
+    def _insert_rows(self, rows: list[tuple[int, str, int, float, str, bytes]]) -> None:
+        self._db.executemany(
+            "INSERT INTO outbox (seq, stream, stream_seq, ts, topic, payload) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+
+    def _evict_oldest(self, limit: int, drops: dict[tuple[str, str], int]) -> list[int]:
+        evicted = []
         while self.stats.backlog_bytes > limit:
             row = self._db.execute(
                 "SELECT seq, stream, LENGTH(payload) + LENGTH(topic) FROM outbox ORDER BY seq LIMIT 1"
@@ -200,10 +244,12 @@ class OutboxStore:
                 break
             seq, stream, size = row
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            evicted.append(seq)
             self.stats.backlog_messages -= 1
             self.stats.backlog_bytes -= size
             drops[(stream, DROP_FULL)] = drops.get((stream, DROP_FULL), 0) + 1
         self._refresh_oldest()
+        return evicted
 
     def _record_drops(self, drops: dict[tuple[str, str], int]) -> None:
         for (stream, reason), count in drops.items():
@@ -262,11 +308,41 @@ class OutboxStore:
         self._refresh_oldest()
         return removed
 
-    def expire(self, now: float) -> int:
-        """Drop messages older than ``max_age`` (counted as reason ``age``)."""
+    def delete_known(self, rows: list[tuple[int, str, int]]) -> None:
+        """Delete acknowledged rows whose ``(seq, stream, size)`` the caller knows to be stored.
+
+        The fast path for PUBACKs: acknowledged seqs come in runs, so one range delete per run.
+        """
+        if not rows:
+            return
+        ranges: list[tuple[int, int]] = []
+        for seq, _stream, _size in sorted(rows):
+            if ranges and ranges[-1][1] == seq - 1:
+                ranges[-1] = (ranges[-1][0], seq)
+            else:
+                ranges.append((seq, seq))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
+        self.stats.backlog_messages -= len(rows)
+        self.stats.backlog_bytes -= sum(size for *_, size in rows)
+        self.stats.acked += len(rows)
+        if self.stats.backlog_messages == 0:
+            self.stats.oldest_ts = None
+        elif self.stats.oldest_ts is not None:
+            self._refresh_oldest()
+
+    def expire(self, now: float) -> list[int]:
+        """Drop messages older than ``max_age`` (counted as reason ``age``); returns their seqs."""
         cutoff = now - self.config.max_age.total_seconds()
         seqs = [s for (s,) in self._db.execute("SELECT seq FROM outbox WHERE ts < ? ORDER BY seq", (cutoff,))]
-        return self.delete(seqs, drop_reason=DROP_AGE)
+        self.delete(seqs, drop_reason=DROP_AGE)
+        return seqs
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -294,15 +370,24 @@ class Outbox:
     Run :meth:`serve` as a task for as long as the outbox is used; it performs the writes.
     """
 
-    def __init__(self, store: OutboxStore, *, sweep_interval_s: float = 10.0) -> None:
+    def __init__(self, store: OutboxStore, *, sweep_interval_s: float = 10.0, cache_limit: int = 20000) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-sqlite")
-        self._pending: list[tuple[str, Any, float, asyncio.Future[PutResult]]] = []
+        self._pending: list[tuple[list[tuple[str, str]], float, asyncio.Future[list[PutResult]]]] = []
         self._acks: list[int] = []
+        self._acks_since = 0.0
+        self.ack_batch = 500
+        self.ack_linger_s = 0.1
         self._rejects: list[int] = []
         self._work = asyncio.Event()
         self._sweep_interval_s = sweep_interval_s
         self._commit_listeners: list[Callable[[], None]] = []
+        # Rows committed by this process and not yet deleted, kept so the publisher need not read SQLite
+        # back. Touched only on the event loop. Invariant: every stored row with seq >= _cache_floor is
+        # in _cache (older rows, e.g. a backlog from before a restart, are read from SQLite).
+        self._cache: dict[int, OutboxRow] = {}
+        self._cache_floor = store.stats.last_seq + 1
+        self._cache_limit = cache_limit
         self._serving = False
         self._closed = False
 
@@ -321,26 +406,41 @@ class Outbox:
 
     async def put(self, stream: str, data: Any) -> PutResult:
         """Store one message durably; returns once it is committed (or refused by drop_newest)."""
-        check_stream(stream)
+        return (await self.put_many([(stream, data)]))[0]
+
+    async def put_many(self, items: list[tuple[str, Any]]) -> list[PutResult]:
+        """Store ``(stream, data)`` messages durably, in order, in one commit; returns when committed.
+
+        Raises :class:`MessageTooLarge` (storing none of them) if any message exceeds the limit.
+        """
         if self._closed:
             raise RuntimeError("outbox is closed")
-        # Size check before queueing so one oversized message cannot fail a whole commit batch.
-        ts = time.time()
-        probe = encode_envelope(
-            gateway_id=self.store.gateway_id, stream=stream, seq=1 << 62, stream_seq=1 << 62, ts=ts, data=data
-        )
         limit = int(self.store.config.max_message_bytes)
-        if len(probe) > limit:
-            raise MessageTooLarge(f"message on {stream!r} is {len(probe)} bytes; limit is {limit}")
-        future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((stream, data, ts, future))
+        encoded = []
+        for stream, data in items:
+            check_stream(stream)
+            # Serialise once, and check the size before queueing so one oversized message cannot fail
+            # a whole commit batch. The envelope adds a bounded header (see _ENVELOPE_OVERHEAD).
+            data_json = encode_data(data)
+            overhead = _ENVELOPE_OVERHEAD + 2 * len(self.store.gateway_id) + len(stream)
+            if len(data_json) * 4 + overhead > limit:  # cheap bound first: UTF-8 is at most 4 bytes a char
+                size = len(data_json.encode()) + overhead
+                if size > limit:
+                    raise MessageTooLarge(f"message on {stream!r} is about {size} bytes; limit is {limit}")
+            encoded.append((stream, data_json))
+        ts = time.time()
+        future: asyncio.Future[list[PutResult]] = asyncio.get_running_loop().create_future()
+        self._pending.append((encoded, ts, future))
         self._work.set()
         return await future
 
     def ack(self, seq: int) -> None:
         """The broker acknowledged ``seq``; it is deleted in the next batch."""
+        if not self._acks:
+            self._acks_since = time.monotonic()
         self._acks.append(seq)
-        self._work.set()
+        if len(self._acks) >= self.ack_batch:
+            self._work.set()
 
     def reject(self, seq: int) -> None:
         """The broker refused ``seq`` (MQTT 5 reason code >= 0x80): drop it, counted as ``rejected``."""
@@ -348,8 +448,22 @@ class Outbox:
         self._work.set()
 
     async def read_after(self, seq: int, limit: int) -> list[OutboxRow]:
-        rows: list[OutboxRow] = await self._run(self.store.read_after, seq, limit)
-        return rows
+        """Up to ``limit`` stored messages with a sequence above ``seq``, in order."""
+        if seq + 1 >= self._cache_floor:
+            rows = []
+            for candidate in range(seq + 1, self.store.stats.last_seq + 1):
+                row = self._cache.get(candidate)
+                if row is not None:
+                    rows.append(row)
+                    if len(rows) >= limit:
+                        break
+            return rows
+        stored: list[OutboxRow] = await self._run(self.store.read_after, seq, limit)
+        return stored
+
+    def _forget(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            self._cache.pop(seq, None)
 
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) after each commit of new messages."""
@@ -376,38 +490,68 @@ class Outbox:
             while True:
                 now = time.monotonic()
                 if now >= next_sweep:
-                    await self._run(self.store.expire, time.time())
+                    self._forget(await self._run(self.store.expire, time.time()))
                     next_sweep = now + self._sweep_interval_s
+                deadline = next_sweep
+                if self._acks:
+                    deadline = min(deadline, self._acks_since + self.ack_linger_s)
                 try:
-                    await asyncio.wait_for(self._work.wait(), timeout=max(0.0, next_sweep - now))
+                    await asyncio.wait_for(self._work.wait(), timeout=max(0.0, deadline - now))
                 except TimeoutError:
-                    continue
+                    pass
                 self._work.clear()
-                await self._flush_once()
+                # Puts are committed at once (a producer is waiting). PUBACK deletions wait for a larger
+                # batch or ack_linger_s: fewer, longer range deletes, at the price of a few more
+                # redeliveries after a crash (harmless: the cloud de-duplicates by id).
+                flush_acks = len(self._acks) >= self.ack_batch or (
+                    bool(self._acks) and time.monotonic() >= self._acks_since + self.ack_linger_s
+                )
+                await self._flush_once(include_acks=flush_acks)
         finally:
             self._serving = False
 
-    async def _flush_once(self) -> None:
+    async def _flush_once(self, *, include_acks: bool = True) -> None:
         batch, self._pending = self._pending, []
         if batch:
+            rows = [(stream, data_json, ts) for encoded, ts, _ in batch for stream, data_json in encoded]
+            prepared = self.store.prepare(rows)
+            results, stored = prepared.results, prepared.rows
             try:
-                results = await self._run(self.store.append_many, [(s, d, ts) for s, d, ts, _ in batch])
+                evicted = await self._run(self.store.commit_prepared, prepared)
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 raise
-            for (*_, future), result in zip(batch, results, strict=True):
+            for row in stored:
+                self._cache[row.seq] = row
+            self._forget(evicted)
+            while len(self._cache) > self._cache_limit:
+                # Oldest first (dicts keep insertion order, and seqs are inserted in increasing order).
+                oldest = next(iter(self._cache))
+                del self._cache[oldest]
+                self._cache_floor = oldest + 1
+            start = 0
+            for encoded, _, future in batch:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_result(results[start : start + len(encoded)])
+                start += len(encoded)
             for listener in list(self._commit_listeners):
                 listener()
-        acks, self._acks = self._acks, []
+        acks: list[int] = []
+        if include_acks:
+            acks, self._acks = self._acks, []
         if acks:
-            await self._run(self.store.delete, acks)
+            known = [(q, r.stream, len(r.payload) + len(r.topic)) for q in acks if (r := self._cache.get(q)) is not None]
+            unknown = [q for q in acks if q not in self._cache]
+            await self._run(self.store.delete_known, known)
+            if unknown:
+                await self._run(self.store.delete, unknown)
+            self._forget(acks)
         rejects, self._rejects = self._rejects, []
         if rejects:
             await self._run(lambda: self.store.delete(rejects, drop_reason=DROP_REJECTED))
+            self._forget(rejects)
 
     async def flush(self) -> None:
         """Commit queued acks now (used at shutdown, when :meth:`serve` is no longer running)."""
