@@ -6,6 +6,7 @@ own restarts, as a production broker for storeedge must (see ``protocols/mqtt_v1
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,9 @@ class Mosquitto:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            # Started as root, mosquitto drops to user "mosquitto", which cannot write the test's
+            # persistence directory; stay as whoever runs the tests.
+            f"user {getpass.getuser()}",
             "persistence true",
             f"persistence_location {workdir / 'data'}/",
             "autosave_interval 1",

@@ -13,9 +13,10 @@ started as root drops privileges to the ``mosquitto`` user before it loads its c
 from __future__ import annotations
 
 import asyncio
-import os
+import gc
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from agents.uplink.mqtt_session import MqttSession, SessionOptions
 from tests.brokers import Mosquitto, TlsFiles
 from tests.conftest import gateway_config, wait_for
 
-REFUSED_WINDOW_S = 2.0  # how long a refused client is watched; reconnects every 0.1-0.5 s meanwhile
+REFUSED_WINDOW_S = 1.5  # how long a refused client is watched; reconnects every 0.1-0.5 s meanwhile
 GATEWAY_ID = "gw-1"  # the id gateway_config() gives the gateway
 
 
@@ -183,8 +184,20 @@ async def test_gateway_heartbeats_reach_sink_over_mutual_tls(
         sink.close()
 
 
-async def watch_session(url: BrokerUrl, tls: TlsConfig, protocol: MqttProtocol, window_s: float) -> MqttSession:
-    """Run an MqttSession for ``window_s`` seconds, stop it, and return it for inspection."""
+@dataclass
+class Watched:
+    """A stopped session and the ResourceWarnings raised while it ran (collected with gc at the end)."""
+
+    session: MqttSession
+    resource_warnings: list[str]
+
+
+async def watch_session(url: BrokerUrl, tls: TlsConfig, protocol: MqttProtocol, window_s: float) -> Watched:
+    """Run an MqttSession for ``window_s`` seconds, stop it, and return it for inspection.
+
+    ResourceWarnings (unclosed sockets) are recorded rather than raised, and ``gc.collect()`` runs before
+    the window closes, so a leak is attributed to the test that caused it and not to a later one.
+    """
     session = MqttSession(
         SessionOptions(
             url=url,
@@ -197,13 +210,17 @@ async def watch_session(url: BrokerUrl, tls: TlsConfig, protocol: MqttProtocol, 
         ),
         name="refused",
     )
-    task = asyncio.create_task(session.run(), name="test:refused-session")
-    try:
-        await asyncio.sleep(window_s)
-    finally:
-        session.request_stop()
-        await asyncio.wait_for(task, 10)
-    return session
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        task = asyncio.create_task(session.run(), name="test:refused-session")
+        try:
+            await asyncio.sleep(window_s)
+        finally:
+            session.request_stop()
+            await asyncio.wait_for(task, 10)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    return Watched(session, leaks)
 
 
 BAD_CLIENTS: dict[str, Callable[[Pki], TlsConfig]] = {
@@ -218,7 +235,7 @@ BAD_CLIENTS: dict[str, Callable[[Pki], TlsConfig]] = {
 async def test_session_without_valid_certificate_is_refused(
     pki: Pki, tls_broker: Mosquitto, client: str, protocol: MqttProtocol
 ) -> None:
-    session = await watch_session(tls_broker.url, BAD_CLIENTS[client](pki), protocol, REFUSED_WINDOW_S)
+    session = (await watch_session(tls_broker.url, BAD_CLIENTS[client](pki), protocol, REFUSED_WINDOW_S)).session
     health = session.health
     assert health.connects == 0, "the broker accepted a client without a valid certificate"
     assert session.connected_generation is None
@@ -231,10 +248,20 @@ async def test_session_without_valid_certificate_is_refused(
 
 async def test_valid_certificate_session_connects_for_contrast(pki: Pki, tls_broker: Mosquitto) -> None:
     """The same session setup with the valid client certificate connects: the refusals are about the cert."""
-    session = await watch_session(tls_broker.url, pki.gateway_tls(), MqttProtocol.V311, 1.0)
+    watched = await watch_session(tls_broker.url, pki.gateway_tls(), MqttProtocol.V311, 1.0)
+    session = watched.session
+    assert watched.resource_warnings == []
     assert session.health.connects == 1
     assert session.health.failed_attempts == 0
     assert session.health.last_error is None
+
+
+@pytest.mark.parametrize("client", list(BAD_CLIENTS))
+async def test_refused_tls_connections_close_their_sockets(pki: Pki, tls_broker: Mosquitto, client: str) -> None:
+    """Each refused attempt must close its socket: a gateway retrying for days must not leak descriptors."""
+    watched = await watch_session(tls_broker.url, BAD_CLIENTS[client](pki), MqttProtocol.V5, REFUSED_WINDOW_S)
+    assert watched.session.health.connects == 0
+    assert watched.resource_warnings == [], f"{len(watched.resource_warnings)} sockets leaked by refused attempts"
 
 
 async def test_gateway_with_client_cert_from_other_ca_is_refused(

@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS meta (
 # sequence numbers and a timestamp.
 _ENVELOPE_OVERHEAD = 160
 
+DROP_LOG_INTERVAL_S = 10.0
+
 # Reasons a message can leave the outbox without a PUBACK.
 DROP_FULL = "full"  # outbox over max_bytes (drop_oldest evicts, drop_newest refuses)
 DROP_AGE = "age"  # older than max_age
@@ -134,6 +136,8 @@ class OutboxStore:
         self.config = config
         self.gateway_id = gateway_id
         self._topic_for = topic_for
+        self._drop_logged_at: dict[tuple[str, str], float] = {}
+        self._unlogged_drops: dict[tuple[str, str], int] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -259,7 +263,18 @@ class OutboxStore:
                 (stream, reason, count),
             )
             self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + count
-            log.warning("outbox dropped %d message(s) of stream %r: %s", count, stream, reason)
+            # Counted always, logged at most every DROP_LOG_INTERVAL_S per stream and reason.
+            key = (stream, reason)
+            self._unlogged_drops[key] = self._unlogged_drops.get(key, 0) + count
+            now = time.monotonic()
+            if now - self._drop_logged_at.get(key, -DROP_LOG_INTERVAL_S) >= DROP_LOG_INTERVAL_S:
+                log.warning(
+                    "outbox dropped %d message(s) of stream %r (reason: %s) since the last report",
+                    self._unlogged_drops.pop(key),
+                    stream,
+                    reason,
+                )
+                self._drop_logged_at[key] = now
 
     def _reload_counters(self) -> None:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
