@@ -1,11 +1,11 @@
 """The ``storeedge`` command line: a thin shell over library functions.
 
-    storeedge --version
-    storeedge run --config FILE                 run the gateway agents until SIGTERM/SIGINT
-    storeedge config check FILE                 validate a gateway config (exit 0 valid, 2 invalid)
-    storeedge cloud --broker URL --db FILE      run the reference cloud sink
-    storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report FILE]
-    storeedge bench uplink --broker URL --messages N [--json]
+storeedge --version
+storeedge run --config FILE                 run the gateway agents until SIGTERM/SIGINT
+storeedge config check FILE                 validate a gateway config (exit 0 valid, 2 invalid)
+storeedge cloud --broker URL --db FILE      run the reference cloud sink
+storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report FILE]
+storeedge bench uplink --broker URL --messages N [--json]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from agents import __version__
-from agents.core.config import BrokerUrl, ConfigError, MqttProtocol, TlsConfig, load_config, redact_url
-from agents.core.errors import StoreedgeError
+from agents.core.config import BrokerUrl, MqttProtocol, TlsConfig, load_config, redact_url
+from agents.core.errors import ConfigError, StoreedgeError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -151,7 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    print(f"{args.file}: OK (store {config.store_id}, gateway {config.gateway_id}, broker {redact_url(config.broker.url)})")
+    broker = redact_url(config.broker.url)
+    print(f"{args.file}: OK (store {config.store_id}, gateway {config.gateway_id}, broker {broker})")
     return EXIT_OK
 
 

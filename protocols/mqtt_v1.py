@@ -98,7 +98,14 @@ def encode_data(data: Any) -> str:
 
 
 def encode_envelope(
-    *, gateway_id: str, stream: str, seq: int, stream_seq: int, ts: float, data: Any = None, data_json: str | None = None
+    *,
+    gateway_id: str,
+    stream: str,
+    seq: int,
+    stream_seq: int,
+    ts: float,
+    data: Any = None,
+    data_json: str | None = None,
 ) -> bytes:
     """Serialise an uplink envelope (compact JSON, UTF-8, ``data`` last).
 

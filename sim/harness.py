@@ -27,7 +27,8 @@ from rich.live import Live
 from rich.table import Table
 
 from agents.cloud.sink import CloudSink
-from agents.core.config import BrokerUrl, ConfigError, GatewayConfig
+from agents.core.config import BrokerUrl, GatewayConfig
+from agents.core.errors import ConfigError
 from agents.core.runtime import Gateway
 from sim.broker import EmbeddedBroker
 
@@ -63,9 +64,7 @@ def load_scenario(name_or_path: str | None) -> Scenario:
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ConfigError(
-                f"no scenario {name_or_path!r}: not a file and not one of {', '.join(sorted(builtin))}"
-            )
+            raise ConfigError(f"no scenario {name_or_path!r}: not a file and not one of {', '.join(sorted(builtin))}")
         text, source = path.read_text(encoding="utf-8"), str(path)
     try:
         return Scenario.model_validate(yaml.safe_load(text) or {})

@@ -171,7 +171,12 @@ async def run_uplink_bench(
     topics = GatewayTopics("bench", "bench-bare")
     # Same size on the wire as the durable envelope: the baseline sends a pre-built envelope.
     payload = encode_envelope(
-        gateway_id="bench-bare", stream=BENCH_STREAM, seq=1, stream_seq=1, ts=time.time(), data={"pad": "x" * payload_bytes}
+        gateway_id="bench-bare",
+        stream=BENCH_STREAM,
+        seq=1,
+        stream_seq=1,
+        ts=time.time(),
+        data={"pad": "x" * payload_bytes},
     )
     baseline = await asyncio.to_thread(
         bench_bare_paho,

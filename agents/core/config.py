@@ -62,7 +62,7 @@ class BrokerUrl(StrictModel):
         except ValueError as exc:
             raise ValueError(f"broker URL has an invalid port: {url!r}") from exc
         return cls(
-            scheme=scheme,  # type: ignore[arg-type]
+            scheme=scheme,
             host=parts.hostname,
             port=port or (8883 if scheme == "mqtts" else 1883),
             username=unquote(parts.username) if parts.username else None,

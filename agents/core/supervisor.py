@@ -146,13 +146,11 @@ class Supervisor:
                 await agent.run()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # an agent crash must never take the others down
+            except Exception as exc:  # noqa: BLE001 - an agent crash must never take the others down
                 agent.health.restarts += 1
                 agent.health.last_error = f"{type(exc).__name__}: {exc}"
                 agent.health.last_error_at = time.time()
-                log.error(
-                    "agent %s crashed; restarting\n%s", agent.name, "".join(traceback.format_exception(exc))
-                )
+                log.error("agent %s crashed; restarting\n%s", agent.name, "".join(traceback.format_exception(exc)))
             else:
                 agent.health.state = "finished"
                 log.info("agent %s finished", agent.name)

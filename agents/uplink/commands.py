@@ -78,9 +78,7 @@ class CommandLog:
         self._db.execute(
             "INSERT OR IGNORE INTO commands (id, type, received_at) VALUES (?, ?, ?)", (command_id, ctype, time.time())
         )
-        self._db.execute(
-            "DELETE FROM commands WHERE n <= (SELECT MAX(n) FROM commands) - ?", (self._remember,)
-        )
+        self._db.execute("DELETE FROM commands WHERE n <= (SELECT MAX(n) FROM commands) - ?", (self._remember,))
 
     def record_result(self, command_id: str, result_json: str) -> None:
         self._db.execute("UPDATE commands SET result = ? WHERE id = ?", (result_json, command_id))

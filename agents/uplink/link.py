@@ -100,10 +100,10 @@ class UplinkAgent(Agent):
         session = MqttSession(
             self._options,
             name="uplink",
-            on_connected=lambda gen: loop.call_soon_threadsafe(self._wake.set),
-            on_disconnected=lambda gen, why: loop.call_soon_threadsafe(self._on_disconnected, gen),
+            on_connected=lambda gen: self._call_soon(loop, self._wake.set),
+            on_disconnected=lambda gen, why: self._call_soon(loop, self._on_disconnected, gen),
             on_ack=lambda gen, mid, ok: self._queue_ack(loop, gen, mid, ok),
-            on_message=lambda gen, msg: loop.call_soon_threadsafe(self._on_message, session, gen, msg),
+            on_message=lambda gen, msg: self._call_soon(loop, self._on_message, session, gen, msg),
         )
         self._session = session
         self._session_done.clear()
@@ -129,7 +129,8 @@ class UplinkAgent(Agent):
         """Publish what is still in the outbox (bounded by ``timeout_s``), then disconnect cleanly."""
         deadline = time.monotonic() + timeout_s
         session = self._session
-        while (
+        # The backlog shrinks as batched PUBACK deletions land; a short poll keeps this simple.
+        while (  # noqa: ASYNC110
             session is not None
             and session.connected_generation is not None
             and self.outbox.stats.backlog_messages > 0
@@ -182,6 +183,11 @@ class UplinkAgent(Agent):
                     if rows:
                         continue
                 await self._wake.wait()
+
+    @staticmethod
+    def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn`` on the event loop (called from paho's network thread)."""
+        loop.call_soon_threadsafe(fn, *args)
 
     def _queue_ack(self, loop: asyncio.AbstractEventLoop, generation: int, mid: int, ok: bool) -> None:
         # On paho's thread. PUBACKs arrive in bursts; wake the event loop once per burst, not per ack.

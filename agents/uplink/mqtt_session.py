@@ -26,8 +26,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agents.core.backoff import Backoff
@@ -201,8 +201,9 @@ class MqttSession:
                     client.loop_start()
                     # A TLS peer may reject us after the handshake, before CONNACK: bound the wait.
                     if not await self._first_of(self._connected, ended, timeout=self.options.connect_timeout_s):
-                        self._record_failure(f"no CONNACK from {self.options.url} within "
-                                             f"{self.options.connect_timeout_s}s")
+                        self._record_failure(
+                            f"no CONNACK from {self.options.url} within {self.options.connect_timeout_s}s"
+                        )
                     elif self._connected.is_set():
                         await self._first_of(ended)
                     if self._stop_requested.is_set():
@@ -220,14 +221,14 @@ class MqttSession:
                     pass
         finally:
             with self._lock:
-                client, self._client = self._client, None
+                last_client, self._client = self._client, None
                 self._generation += 1
-            if client is not None:
-                await self._shutdown_client(client)
+            if last_client is not None:
+                await self._shutdown_client(last_client)
             self._connected.clear()
             self.health.state = "stopped"
 
-    async def _first_of(self, *events: asyncio.Event, timeout: float | None = None) -> bool:
+    async def _first_of(self, *events: asyncio.Event, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait for any of ``events`` or a stop request; False on timeout."""
         waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._stop_requested)]
         try:
@@ -326,7 +327,7 @@ class MqttSession:
         opts = self.options
         kwargs: dict[str, Any] = {"keepalive": opts.keepalive_s}
         if opts.protocol is MqttProtocol.V5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = opts.session_expiry_s if opts.persistent_session else 0
             kwargs.update(clean_start=not opts.persistent_session, properties=props)
         # The blocking TCP + TLS handshake runs off the loop. If we are cancelled meanwhile, wait for the
@@ -348,7 +349,8 @@ class MqttSession:
             return
         info = client.publish(goodbye.topic, goodbye.payload, goodbye.qos, goodbye.retain)
         deadline = time.monotonic() + timeout_s
-        while not info.is_published() and time.monotonic() < deadline and client.is_connected():
+        # paho signals the PUBACK on its own thread; polling briefly at shutdown is simplest.
+        while not info.is_published() and time.monotonic() < deadline and client.is_connected():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     async def _shutdown_client(self, client: paho.Client) -> None:

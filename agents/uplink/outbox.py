@@ -407,9 +407,7 @@ class Outbox:
         self._closed = False
 
     @classmethod
-    def open(
-        cls, path: Path, config: OutboxConfig, *, gateway_id: str, topic_for: Callable[[str], str]
-    ) -> Outbox:
+    def open(cls, path: Path, config: OutboxConfig, *, gateway_id: str, topic_for: Callable[[str], str]) -> Outbox:
         return cls(OutboxStore(path, config, gateway_id=gateway_id, topic_for=topic_for))
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -557,7 +555,9 @@ class Outbox:
         if include_acks:
             acks, self._acks = self._acks, []
         if acks:
-            known = [(q, r.stream, len(r.payload) + len(r.topic)) for q in acks if (r := self._cache.get(q)) is not None]
+            known = [
+                (q, r.stream, len(r.payload) + len(r.topic)) for q in acks if (r := self._cache.get(q)) is not None
+            ]
             unknown = [q for q in acks if q not in self._cache]
             await self._run(self.store.delete_known, known)
             if unknown:
