@@ -182,7 +182,7 @@ def decode_command(payload: bytes, *, max_bytes: int) -> Command:
         raise ProtocolError(f"command too large: {len(payload)} bytes > limit {max_bytes}")
     try:
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("invalid command: payload must be a JSON object")

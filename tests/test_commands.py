@@ -65,7 +65,6 @@ class CloudClient:
         self._lock = threading.Lock()
         self._seen_ids: set[str] = set()
         self._results: list[CommandResult] = []
-        self._result_arrival: list[float] = []
         self._heartbeats = 0
         self._subscribed = threading.Event()
         self._client = paho.Client(
@@ -101,7 +100,6 @@ class CloudClient:
                 self._heartbeats += 1
             else:
                 self._results.append(CommandResult.model_validate(envelope.data))
-                self._result_arrival.append(time.monotonic())
 
     # test API (event loop) ----------------------------------------------------------------------
 
@@ -126,32 +124,30 @@ class CloudClient:
     def results_for(self, command_id: str) -> list[CommandResult]:
         return [r for r in self.results() if r.command_id == command_id]
 
-    def arrival_of(self, command_id: str) -> float:
-        with self._lock:
-            return next(t for r, t in zip(self._results, self._result_arrival, strict=True) if r.command_id == command_id)
-
     async def send(self, payload: bytes | dict[str, Any]) -> None:
         """Publish one command with QoS 1 and wait for the broker's PUBACK."""
         raw = json.dumps(payload).encode() if isinstance(payload, dict) else payload
         info = self._client.publish(self.topics.command, raw, qos=1)
         await wait_for(info.is_published, timeout=10, what="the broker's PUBACK for a command")
 
-    async def answer(self, command_id: str, *, timeout: float = 10) -> CommandResult:
+    async def answer(self, command_id: str, *, within_s: float = 10) -> CommandResult:
         """Wait for the first answer to ``command_id`` (other commands may be outstanding)."""
-        await wait_for(lambda: self.results_for(command_id), timeout=timeout, what=f"the result of {command_id}")
+        await wait_for(lambda: self.results_for(command_id), timeout=within_s, what=f"the result of {command_id}")
         return self.results_for(command_id)[0]
 
-    async def request(self, payload: bytes | dict[str, Any], *, gateway: Gateway, timeout: float = 10) -> CommandResult:
+    async def request(
+        self, payload: bytes | dict[str, Any], *, gateway: Gateway, within_s: float = 10
+    ) -> CommandResult:
         """Send one command and return the single answer it gets (only one command may be outstanding)."""
         before = len(self.results())
         await self.send(payload)
         try:
-            await wait_for(lambda: len(self.results()) > before, timeout=timeout, what="a command result")
+            await wait_for(lambda: len(self.results()) > before, timeout=within_s, what="a command result")
         except AssertionError as exc:
             commands = gateway.commands
             health = commands.health.as_dict() if commands is not None else None
             raise AssertionError(
-                f"no result for command {str(payload)[:200]} within {timeout}s; command agent health: {health}"
+                f"no result for command {str(payload)[:200]} within {within_s}s; command agent health: {health}"
             ) from exc
         new = self.results()[before:]
         assert len(new) == 1, f"expected exactly one answer, got {new}"
@@ -238,8 +234,14 @@ async def running_gateway(
     tmp_path: Path, broker: Mosquitto, handlers: TestHandlers, **overrides: Any
 ) -> AsyncIterator[tuple[Gateway, CloudClient]]:
     """A gateway with ``handlers`` installed and a connected cloud client; both closed on exit."""
-    sections: dict[str, Any] = {"commands": {"max_bytes": MAX_BYTES, "timeout_s": TIMEOUT_S}}
-    sections.update(overrides)
+    sections: dict[str, Any] = {
+        "commands": {"max_bytes": MAX_BYTES, "timeout_s": TIMEOUT_S},
+        # Every answer has reached the cloud before a test stops its gateway, so a long flush is useless;
+        # a short grace keeps shutdown quick even when a lone PUBACK is still waiting in the outbox.
+        "runtime": {"restart_min_delay_s": 0.05, "restart_max_delay_s": 0.5, "shutdown_grace_s": 1.0},
+    }
+    for key, value in overrides.items():
+        sections[key] = {**sections[key], **value} if key in sections and isinstance(value, dict) else value
     config = gateway_config(tmp_path, broker.url, **sections)
     cloud = CloudClient(broker.url, GatewayTopics(STORE_ID, GATEWAY_ID))
     await cloud.start()
@@ -298,7 +300,7 @@ async def test_deeply_nested_json_gets_an_error_result_without_crashing_the_agen
     async with running_gateway(tmp_path, mosquitto, handlers) as (gateway, cloud):
         for payload in (b"[" * 3000, b'{"id": "n-1", "type": "ping", "args": {"a": ' + b"[" * 3000 + b"}}"):
             assert len(payload) <= MAX_BYTES
-            result = await cloud.request(payload, gateway=gateway, timeout=5)
+            result = await cloud.request(payload, gateway=gateway, within_s=5)
             assert result.status == "error"
             assert result.reason is not None and "JSON" in result.reason, result
         assert_command_agent_never_crashed(gateway)
@@ -350,10 +352,18 @@ async def test_schema_violations_name_the_field_and_echo_the_id(tmp_path: Path, 
         ({"id": "s-extra", "type": "ping", "bogus": 1}, "field 'bogus'", "s-extra", "ping"),
         ({"id": "s-args-list", "type": "ping", "args": [1]}, "field 'args'", "s-args-list", "ping"),
         ({"id": "s-ping-args", "type": "ping", "args": {"x": 1}}, "field 'x'", "s-ping-args", "ping"),
-        ({"id": "s-echo-type", "type": "test.echo", "args": {"text": "a", "times": "many"}}, "field 'times'",
-         "s-echo-type", "test.echo"),
-        ({"id": "s-echo-missing", "type": "test.echo", "args": {"times": 2}}, "field 'text'",
-         "s-echo-missing", "test.echo"),
+        (
+            {"id": "s-echo-type", "type": "test.echo", "args": {"text": "a", "times": "many"}},
+            "field 'times'",
+            "s-echo-type",
+            "test.echo",
+        ),
+        (
+            {"id": "s-echo-missing", "type": "test.echo", "args": {"times": 2}},
+            "field 'text'",
+            "s-echo-missing",
+            "test.echo",
+        ),
     ]
     async with running_gateway(tmp_path, mosquitto, handlers) as (gateway, cloud):
         for command, field, command_id, ctype in cases:
@@ -365,8 +375,9 @@ async def test_schema_violations_name_the_field_and_echo_the_id(tmp_path: Path, 
             assert result.result is None and result.duplicate is False
         # Bad arguments are the command's problem: the handler never ran.
         assert handlers.calls["test.echo"] == 0
-        ok = await cloud.request({"id": "s-echo-ok", "type": "test.echo", "args": {"text": "ab", "times": 2}},
-                                 gateway=gateway)
+        ok = await cloud.request(
+            {"id": "s-echo-ok", "type": "test.echo", "args": {"text": "ab", "times": 2}}, gateway=gateway
+        )
         assert ok.status == "ok" and ok.result == {"text": "abab"} and ok.reason is None
         assert handlers.calls["test.echo"] == 1
         assert_command_agent_never_crashed(gateway)
@@ -412,10 +423,10 @@ async def test_result_too_large_for_the_outbox_gets_an_error_and_disturbs_nothin
     ):
         await cloud.send({"id": "w-1", "type": "test.work"})  # still running when test.big fails
         await wait_for(lambda: handlers.calls["test.work"] == 1, what="test.work to start")
-        big = await cloud.request({"id": "big-result", "type": "test.big"}, gateway=gateway, timeout=5)
+        big = await cloud.request({"id": "big-result", "type": "test.big"}, gateway=gateway, within_s=5)
         assert big.status == "error" and big.command_id == "big-result", big
         assert big.reason is not None and "large" in big.reason, big.reason
-        await cloud.answer("w-1", timeout=5)
+        await cloud.answer("w-1", within_s=5)
         assert [r.status for r in cloud.results_for("w-1")] == ["ok"]
         assert_command_agent_never_crashed(gateway)
 
@@ -515,13 +526,15 @@ async def test_back_to_back_repeats_of_one_id_run_the_handler_once(tmp_path: Pat
             await cloud.send({"id": "race-1", "type": "test.count"})
             await cloud.send({"id": "race-1", "type": "test.count"})
             await wait_for(
-                lambda: gateway.uplink is not None
-                and gateway.uplink.health.counters.get("commands_received", 0) == received_before + 2,
+                lambda: (
+                    gateway.uplink is not None
+                    and gateway.uplink.health.counters.get("commands_received", 0) == received_before + 2
+                ),
                 what="both deliveries at the gateway",
             )
             # Both deliveries taken off the agent's queue means both handling tasks exist; they cannot get
             # past their first command-log call until the blocker is released.
-            await wait_for(lambda: agent._queue.empty(), what="both deliveries dequeued")
+            await wait_for(agent._queue.empty, what="both deliveries dequeued")
             await asyncio.sleep(0.05)
         finally:
             release.set()

@@ -13,6 +13,7 @@ envelopes that decode with ``protocols.mqtt_v1.decode_envelope`` carrying the id
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -416,13 +417,14 @@ async def test_messages_survive_reopen_through_outbox(db_path: Path) -> None:
 
 async def test_ack_deletes_after_writer_flush(db_path: Path) -> None:
     outbox = open_outbox(db_path)
+    outbox.ack_batch = 2
     async with serving(outbox):
-        outbox.ack_linger_s = 0.01
         await outbox.put_many([("s", i) for i in range(3)])
         outbox.ack(1)
         outbox.ack(2)
         await wait_for(lambda: outbox.stats.acked == 2, timeout=5, what="acks flushed")
         assert outbox.stats.backlog_messages == 1
+        assert outbox.stats.backlog_bytes == sum(len(r.payload) + len(r.topic) for r in outbox.store.read_after(0, 9))
         assert [r.seq for r in await outbox.read_after(0, 10)] == [3]
         assert outbox.stats.dropped == {}
 
@@ -433,11 +435,23 @@ async def test_ack_deletes_after_writer_flush(db_path: Path) -> None:
         store.close()
 
 
+async def test_ack_is_flushed_after_linger_when_writer_is_idle(db_path: Path) -> None:
+    """A lone ack must be deleted about ``ack_linger_s`` later, not only at the next age sweep (10 s)."""
+    outbox = open_outbox(db_path)
+    outbox.ack_linger_s = 0.05
+    async with serving(outbox):
+        await outbox.put_many([("s", i) for i in range(3)])
+        await asyncio.sleep(0.05)  # the writer is idle again
+        outbox.ack(1)
+        await wait_for(lambda: outbox.stats.acked == 1, timeout=2, what="ack flushed after ack_linger_s")
+        assert outbox.stats.backlog_messages == 2
+
+
 async def test_full_ack_batch_is_flushed_without_linger(db_path: Path) -> None:
     outbox = open_outbox(db_path)
+    outbox.ack_batch = 3
+    outbox.ack_linger_s = 60.0
     async with serving(outbox):
-        outbox.ack_batch = 3
-        outbox.ack_linger_s = 60.0
         await outbox.put_many([("s", i) for i in range(4)])
         for seq in (1, 2, 3):
             outbox.ack(seq)
@@ -447,8 +461,8 @@ async def test_full_ack_batch_is_flushed_without_linger(db_path: Path) -> None:
 
 async def test_aclose_flushes_pending_acks(db_path: Path) -> None:
     outbox = open_outbox(db_path)
+    outbox.ack_linger_s = 60.0  # the writer would wait a minute; aclose must not
     async with serving(outbox):
-        outbox.ack_linger_s = 60.0  # the writer would wait a minute; aclose must not
         await outbox.put_many([("s", i) for i in range(4)])
         for seq in (1, 2, 4):
             outbox.ack(seq)
@@ -467,8 +481,8 @@ async def test_aclose_flushes_pending_acks(db_path: Path) -> None:
 async def test_acking_a_seq_twice_in_one_batch_counts_it_once(db_path: Path) -> None:
     """After a reconnect an acked-but-unflushed message is resent and acked again within the linger."""
     outbox = open_outbox(db_path)
+    outbox.ack_linger_s = 60.0
     async with serving(outbox):
-        outbox.ack_linger_s = 60.0
         await outbox.put_many([("s", 1), ("s", 2)])
         outbox.ack(1)
         outbox.ack(1)
@@ -483,11 +497,11 @@ async def test_acking_a_seq_twice_in_one_batch_counts_it_once(db_path: Path) -> 
 
 async def test_ack_of_backlog_from_before_reopen(db_path: Path) -> None:
     store = open_store(db_path)
-    store.append_many([item("s", i) for i in range(3)])
+    store.append_many([item("s", i, ts=time.time()) for i in range(3)])
     store.close()
     outbox = open_outbox(db_path)
+    outbox.ack_batch = 3
     async with serving(outbox):
-        outbox.ack_linger_s = 0.01
         await outbox.put("s", 3)
         for seq in (1, 2, 4):
             outbox.ack(seq)
@@ -593,7 +607,7 @@ async def test_put_after_aclose_raises(db_path: Path) -> None:
 async def test_read_after_backlog_from_before_reopen(db_path: Path) -> None:
     """Rows from a previous process are read from SQLite; rows of this process come from the cache."""
     store = open_store(db_path)
-    store.append_many([item("s", {"old": i}) for i in range(3)])
+    store.append_many([item("s", {"old": i}, ts=time.time()) for i in range(3)])
     old_rows = store.read_after(0, 10)
     store.close()
 
@@ -617,8 +631,8 @@ async def test_read_after_backlog_from_before_reopen(db_path: Path) -> None:
 
 async def test_read_after_fresh_rows_and_acks(db_path: Path) -> None:
     outbox = open_outbox(db_path)
+    outbox.ack_batch = 2
     async with serving(outbox):
-        outbox.ack_linger_s = 0.01
         await outbox.put_many([("a", i) for i in range(6)])
         rows = await outbox.read_after(0, 100)
         assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]

@@ -4,18 +4,13 @@ Acceptance: the gateway's uplink reaches the cloud sink over mutual TLS (MQTT 3.
 without a valid certificate is refused: no client certificate at all, a certificate from another CA, or
 a client that does not trust the broker's CA. A refused session never connects, records the failure in
 its health, and the gateway keeps buffering in its durable outbox until a valid certificate is used.
-
-The certificate files live in a world-readable temporary directory instead of ``tmp_path``: mosquitto
-started as root drops privileges to the ``mosquitto`` user before it loads its certificates, and pytest's
-``tmp_path`` is private (mode 0700) to the user running the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
-import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +27,7 @@ from agents.uplink.mqtt_session import MqttSession, SessionOptions
 from tests.brokers import Mosquitto, TlsFiles
 from tests.conftest import gateway_config, wait_for
 
-REFUSED_WINDOW_S = 1.5  # how long a refused client is watched; reconnects every 0.1-0.5 s meanwhile
+REFUSED_WINDOW_S = 1.0  # how long a refused client is watched; reconnects every 0.1-0.5 s meanwhile
 GATEWAY_ID = "gw-1"  # the id gateway_config() gives the gateway
 
 
@@ -48,6 +43,7 @@ class Pki:
     sink_cert: Path  # issued by ca_file's CA for "cloud-sink"
     sink_key: Path
     foreign_cert_and_key: Path  # "gateway-1", but issued by a different CA (key and chain in one file)
+    misnamed_server_cert_and_key: Path  # the right CA, but for "broker.example" instead of 127.0.0.1
 
     def gateway_tls(self) -> TlsConfig:
         return TlsConfig(ca_file=self.ca_file, cert_file=self.gateway_cert, key_file=self.gateway_key)
@@ -59,9 +55,7 @@ class Pki:
         return TlsConfig(ca_file=self.ca_file)
 
     def foreign_cert_tls(self) -> TlsConfig:
-        return TlsConfig(
-            ca_file=self.ca_file, cert_file=self.foreign_cert_and_key, key_file=self.foreign_cert_and_key
-        )
+        return TlsConfig(ca_file=self.ca_file, cert_file=self.foreign_cert_and_key, key_file=self.foreign_cert_and_key)
 
     def untrusting_tls(self) -> TlsConfig:
         """A valid client certificate, but no ca_file: only the system trust store verifies the broker."""
@@ -74,33 +68,30 @@ def _write_cert(cert: trustme.LeafCert, cert_path: Path, key_path: Path) -> None
 
 
 @pytest.fixture
-def pki() -> Iterator[Pki]:
-    folder = Path(tempfile.mkdtemp(prefix="storeedge-test-pki-"))
-    try:
-        folder.chmod(0o755)
-        ca = trustme.CA()
-        files = Pki(
-            ca_file=folder / "ca.pem",
-            server_cert=folder / "server.pem",
-            server_key=folder / "server.key",
-            gateway_cert=folder / "gateway.pem",
-            gateway_key=folder / "gateway.key",
-            sink_cert=folder / "sink.pem",
-            sink_key=folder / "sink.key",
-            foreign_cert_and_key=folder / "foreign.pem",
-        )
-        ca.cert_pem.write_to_path(str(files.ca_file))
-        _write_cert(ca.issue_cert("127.0.0.1", "localhost"), files.server_cert, files.server_key)
-        _write_cert(ca.issue_cert("gateway-1"), files.gateway_cert, files.gateway_key)
-        _write_cert(ca.issue_cert("cloud-sink"), files.sink_cert, files.sink_key)
-        trustme.CA().issue_cert("gateway-1").private_key_and_cert_chain_pem.write_to_path(
-            str(files.foreign_cert_and_key)
-        )
-        for path in folder.iterdir():
-            path.chmod(0o644)  # throw-away test keys; mosquitto may run as another user
-        yield files
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def pki(tmp_path: Path) -> Pki:
+    folder = tmp_path / "pki"
+    folder.mkdir()
+    ca = trustme.CA()
+    files = Pki(
+        ca_file=folder / "ca.pem",
+        server_cert=folder / "server.pem",
+        server_key=folder / "server.key",
+        gateway_cert=folder / "gateway.pem",
+        gateway_key=folder / "gateway.key",
+        sink_cert=folder / "sink.pem",
+        sink_key=folder / "sink.key",
+        foreign_cert_and_key=folder / "foreign.pem",
+        misnamed_server_cert_and_key=folder / "misnamed-server.pem",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_file))
+    _write_cert(ca.issue_cert("127.0.0.1", "localhost"), files.server_cert, files.server_key)
+    _write_cert(ca.issue_cert("gateway-1"), files.gateway_cert, files.gateway_key)
+    _write_cert(ca.issue_cert("cloud-sink"), files.sink_cert, files.sink_key)
+    trustme.CA().issue_cert("gateway-1").private_key_and_cert_chain_pem.write_to_path(str(files.foreign_cert_and_key))
+    ca.issue_cert("broker.example").private_key_and_cert_chain_pem.write_to_path(
+        str(files.misnamed_server_cert_and_key)
+    )
+    return files
 
 
 @pytest.fixture
@@ -142,7 +133,10 @@ async def test_gateway_heartbeats_reach_sink_over_mutual_tls(
     config = tls_gateway_config(tmp_path, tls_broker, pki.gateway_tls(), protocol)
     assert config.broker.parsed_url.tls and config.broker.tls is not None
     sink = CloudSink(
-        tls_broker.url, tmp_path / "cloud.sqlite3", tls=pki.sink_tls(), client_id="storeedge-cloud-sink-tls",
+        tls_broker.url,
+        tmp_path / "cloud.sqlite3",
+        tls=pki.sink_tls(),
+        client_id="storeedge-cloud-sink-tls",
         protocol=protocol,
     )
     gateway = Gateway(config)
@@ -182,6 +176,33 @@ async def test_gateway_heartbeats_reach_sink_over_mutual_tls(
         assert sink.session.health.failed_attempts == 0
     finally:
         sink.close()
+
+
+async def test_gateway_over_tls_stops_without_waiting_out_the_grace_period(
+    tmp_path: Path, pki: Pki, tls_broker: Mosquitto
+) -> None:
+    """Everything is acknowledged before stop, so the uplink has nothing to drain and stops at once."""
+    config = tls_gateway_config(tmp_path, tls_broker, pki.gateway_tls())
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop), name="test:gateway")
+    try:
+        await asyncio.wait_for(gateway.ready.wait(), 10)
+        outbox = gateway.outbox
+        assert outbox is not None
+        await wait_for(lambda: outbox.stats.acked >= 2, what="two acknowledged heartbeats")
+        assert uplink_state(gateway) == "connected"
+    finally:
+        stop.set()
+        stopping = time.monotonic()
+        await asyncio.wait_for(task, 15)
+        shutdown_s = time.monotonic() - stopping
+    assert outbox.stats.backlog_messages == 0
+    grace_s = config.runtime.shutdown_grace_s
+    assert shutdown_s < grace_s, (
+        f"shutdown took {shutdown_s:.2f}s (grace {grace_s}s) although nothing was left to send: the uplink "
+        "drain waited for the deletion of an already acknowledged message"
+    )
 
 
 @dataclass
@@ -262,6 +283,29 @@ async def test_refused_tls_connections_close_their_sockets(pki: Pki, tls_broker:
     watched = await watch_session(tls_broker.url, BAD_CLIENTS[client](pki), MqttProtocol.V5, REFUSED_WINDOW_S)
     assert watched.session.health.connects == 0
     assert watched.resource_warnings == [], f"{len(watched.resource_warnings)} sockets leaked by refused attempts"
+
+
+async def test_broker_hostname_is_verified_unless_insecure_skip_verify(tmp_path: Path, pki: Pki) -> None:
+    broker = Mosquitto(
+        tmp_path / "mosquitto-misnamed",
+        tls=TlsFiles(pki.ca_file, pki.misnamed_server_cert_and_key, pki.misnamed_server_cert_and_key),
+    )
+    broker.start()
+    try:
+        verified = await watch_session(broker.url, pki.gateway_tls(), MqttProtocol.V311, REFUSED_WINDOW_S)
+        skipped = await watch_session(
+            broker.url,
+            pki.gateway_tls().model_copy(update={"insecure_skip_verify": True}),
+            MqttProtocol.V311,
+            REFUSED_WINDOW_S,
+        )
+    finally:
+        broker.stop()
+    assert verified.session.health.connects == 0
+    assert verified.session.health.last_error is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in verified.session.health.last_error
+    assert skipped.session.health.connects == 1, "insecure_skip_verify must skip only the hostname check"
+    assert skipped.session.health.failed_attempts == 0
 
 
 async def test_gateway_with_client_cert_from_other_ca_is_refused(

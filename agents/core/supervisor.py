@@ -129,6 +129,8 @@ class Supervisor:
                         await asyncio.wait_for(agent.drain(remaining), timeout=remaining + 0.5)
                     except TimeoutError:
                         log.warning("agent %s did not drain within the grace period", agent.name)
+                    except Exception:  # one agent's failed drain must not skip the others' shutdown
+                        log.exception("agent %s failed to drain", agent.name)
                     task.cancel()
                     await asyncio.wait([task])
                 if agent.health.state != "finished":

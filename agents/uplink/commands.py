@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agents.core.config import CommandsConfig
+from agents.core.errors import MessageTooLarge
 from agents.core.supervisor import Agent
 from agents.uplink.outbox import Outbox
 from protocols.errors import ProtocolError
@@ -139,7 +140,7 @@ class CommandAgent(Agent):
                     n += 1
                     await limit.acquire()
                     task = group.create_task(
-                        self._handle(command_log, payload, send_puback), name=f"commands:handle-{n}"
+                        self._handle_isolated(command_log, payload, send_puback), name=f"commands:handle-{n}"
                     )
                     task.add_done_callback(lambda _t: limit.release())
         finally:
@@ -147,6 +148,16 @@ class CommandAgent(Agent):
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=True)
+
+    async def _handle_isolated(
+        self, command_log: CommandLog, payload: bytes, send_puback: Callable[[], None]
+    ) -> None:
+        """Handle one command; an unexpected failure is logged and counted, never spread to the others."""
+        try:
+            await self._handle(command_log, payload, send_puback)
+        except Exception:  # noqa: BLE001 - isolation boundary; logged with traceback and counted
+            self.health.count("commands_internal_errors")
+            log.exception("internal error while handling a command; other commands continue")
 
     async def _handle(self, command_log: CommandLog, payload: bytes, send_puback: Callable[[], None]) -> None:
         max_bytes = int(self.config.max_bytes)
@@ -158,21 +169,22 @@ class CommandAgent(Agent):
             send_puback()
             self.health.count("commands_invalid")
             return
-        seen, stored = await self._db(command_log.lookup, command.id)
-        if seen and stored is not None:
-            previous = CommandResult.model_validate_json(stored)
-            await self._answer(None, previous.model_copy(update={"duplicate": True}))
-            send_puback()
-            self.health.count("commands_duplicate")
-            return
         if command.id in self._running:
             send_puback()  # the first delivery is still running and will answer
             self.health.count("commands_duplicate")
             return
-        await self._db(command_log.record_received, command.id, command.type)
-        send_puback()
+        # Claim the id before the first await, so two close deliveries cannot both run the handler.
         self._running.add(command.id)
         try:
+            seen, stored = await self._db(command_log.lookup, command.id)
+            if seen and stored is not None:
+                previous = CommandResult.model_validate_json(stored)
+                await self._answer(None, previous.model_copy(update={"duplicate": True}))
+                send_puback()
+                self.health.count("commands_duplicate")
+                return
+            await self._db(command_log.record_received, command.id, command.type)
+            send_puback()
             result = await self._execute(command)
             await self._answer(command_log, result)
         finally:
@@ -202,6 +214,14 @@ class CommandAgent(Agent):
         return CommandResult(command_id=command.id, type=command.type, status="ok", result=value)
 
     async def _answer(self, command_log: CommandLog | None, result: CommandResult) -> None:
-        await self.outbox.put(COMMAND_RESULT, result.model_dump(mode="json"))
+        try:
+            await self.outbox.put(COMMAND_RESULT, result.model_dump(mode="json"))
+        except MessageTooLarge as exc:
+            # The command ran but its result cannot travel: say so instead of leaving it unanswered.
+            self.health.count("commands_failed")
+            result = CommandResult(
+                command_id=result.command_id, type=result.type, status="error", reason=f"result too large: {exc}"
+            )
+            await self.outbox.put(COMMAND_RESULT, result.model_dump(mode="json"))
         if command_log is not None and result.command_id is not None:
             await self._db(command_log.record_result, result.command_id, result.model_dump_json())

@@ -451,6 +451,7 @@ class Outbox:
         """The broker acknowledged ``seq``; it is deleted in the next batch."""
         if not self._acks:
             self._acks_since = time.monotonic()
+            self._work.set()  # the writer arms its ack_linger_s deadline
         self._acks.append(seq)
         if len(self._acks) >= self.ack_batch:
             self._work.set()
