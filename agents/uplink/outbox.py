@@ -19,10 +19,11 @@ reason in the database (so the counts survive restarts) and reported in health m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +199,7 @@ class OutboxStore:
         drops = dict(batch.refused)
         pending: list[tuple[int, str, int, float, str, bytes]] = []
         touched: dict[str, int] = {}
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for row in batch.rows:
                 pending.append((row.seq, row.stream, row.stream_seq, row.ts, row.topic, row.payload))
                 touched[row.stream] = row.stream_seq
@@ -219,11 +219,6 @@ class OutboxStore:
                 touched.items(),
             )
             self._record_drops(drops)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._reload_counters()
-            raise
         self.stats.last_seq = self._last_seq
         self.stats.accepted += len(batch.rows)
         return evicted
@@ -232,6 +227,18 @@ class OutboxStore:
         """Prepare and commit in one call: ``(stream, data_json, ts)`` items -> (results, evicted seqs)."""
         batch = self.prepare(items)
         return batch.results, self.commit_prepared(batch)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; on any failure roll back and reload the in-memory counters."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_counters()
+            raise
 
     def _insert_rows(self, rows: list[tuple[int, str, int, float, str, bytes]]) -> None:
         self._db.executemany(
@@ -297,8 +304,7 @@ class OutboxStore:
             return 0
         removed = 0
         drops: dict[tuple[str, str], int] = {}
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for start in range(0, len(seqs), 500):
                 chunk = seqs[start : start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -313,11 +319,6 @@ class OutboxStore:
                     if drop_reason:
                         drops[(stream, drop_reason)] = drops.get((stream, drop_reason), 0) + 1
             self._record_drops(drops)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._reload_counters()
-            raise
         if drop_reason is None:
             self.stats.acked += removed
         self._refresh_oldest()
@@ -336,14 +337,8 @@ class OutboxStore:
                 ranges[-1] = (ranges[-1][0], seq)
             else:
                 ranges.append((seq, seq))
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._reload_counters()
-            raise
         self.stats.backlog_messages -= len(rows)
         self.stats.backlog_bytes -= sum(size for *_, size in rows)
         self.stats.acked += len(rows)
