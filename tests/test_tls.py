@@ -178,31 +178,57 @@ async def test_gateway_heartbeats_reach_sink_over_mutual_tls(
         sink.close()
 
 
-async def test_gateway_over_tls_stops_without_waiting_out_the_grace_period(
+def uplink_acked(gateway: Gateway) -> int:
+    """PUBACKs the uplink agent has processed (counted on the event loop as each one arrives)."""
+    return int(gateway.snapshot()["agents"]["uplink"]["counters"].get("acked", 0))
+
+
+async def test_acked_message_leaves_outbox_promptly_and_gateway_stops_without_waiting_out_grace(
     tmp_path: Path, pki: Pki, tls_broker: Mosquitto
 ) -> None:
-    """Everything is acknowledged before stop, so the uplink has nothing to drain and stops at once."""
-    config = tls_gateway_config(tmp_path, tls_broker, pki.gateway_tls())
+    """A PUBACK that arrives while no producer is active must still delete its message within
+    ``ack_linger_s``; otherwise the backlog never reaches 0 and every shutdown waits out the whole grace.
+
+    Heartbeats are slowed down to one at start, so the test's own message is the only traffic.
+    """
+    config = gateway_config(
+        tmp_path,
+        tls_broker.url,
+        broker={"tls": pki.gateway_tls().model_dump(exclude_none=True, mode="json")},
+        heartbeat={"interval_s": 3600, "health_interval_s": 3600},
+    )
     gateway = Gateway(config)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop), name="test:gateway")
+    deleted_in_time = False
     try:
         await asyncio.wait_for(gateway.ready.wait(), 10)
         outbox = gateway.outbox
         assert outbox is not None
-        await wait_for(lambda: outbox.stats.acked >= 2, what="two acknowledged heartbeats")
-        assert uplink_state(gateway) == "connected"
+        await wait_for(lambda: outbox.stats.last_seq >= 2, what="the start-up heartbeat and health report")
+        await wait_for(lambda: uplink_acked(gateway) == outbox.stats.last_seq, what="start-up PUBACKs")
+        await asyncio.sleep(0.5)  # let pending deletions settle: the outbox writer is now idle
+        result = await outbox.put("heartbeat", {"probe": True})
+        assert result.seq == outbox.stats.last_seq
+        await wait_for(lambda: uplink_acked(gateway) == outbox.stats.last_seq, what="the probe's PUBACK")
+        try:
+            await wait_for(lambda: outbox.stats.backlog_messages == 0, timeout=2.0, what="the acked probe deleted")
+            deleted_in_time = True
+        except AssertionError:
+            pass
+        backlog_before_stop = outbox.stats.backlog_messages
     finally:
         stop.set()
         stopping = time.monotonic()
         await asyncio.wait_for(task, 15)
         shutdown_s = time.monotonic() - stopping
+    assert deleted_in_time, (
+        f"{backlog_before_stop} acknowledged message(s) still counted in the outbox backlog 2 s after the PUBACK "
+        f"(ack_linger_s is {outbox.ack_linger_s}s): a lone PUBACK must arm the writer's ack flush"
+    )
     assert outbox.stats.backlog_messages == 0
     grace_s = config.runtime.shutdown_grace_s
-    assert shutdown_s < grace_s, (
-        f"shutdown took {shutdown_s:.2f}s (grace {grace_s}s) although nothing was left to send: the uplink "
-        "drain waited for the deletion of an already acknowledged message"
-    )
+    assert shutdown_s < grace_s, f"shutdown took {shutdown_s:.2f}s (grace {grace_s}s) with nothing left to send"
 
 
 @dataclass

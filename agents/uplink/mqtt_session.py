@@ -100,8 +100,24 @@ def password_from(username: str | None, password_file: Path | None, url: BrokerU
     return user, password
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when its handshake fails.
+
+    paho does not close the socket when ``do_handshake()`` raises; without this every refused TLS attempt
+    would leave a file descriptor for the garbage collector (and a ResourceWarning) while we retry.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def build_tls_context(tls: TlsConfig | None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.sslsocket_class = _ClosingSSLSocket
     if tls is not None:
         if tls.ca_file is not None:
             context.load_verify_locations(cafile=str(tls.ca_file))
@@ -193,6 +209,7 @@ class MqttSession:
                 ended = asyncio.Event()
                 client = self._new_client(loop, ended)
                 self.health.state = "connecting"
+                connects_before, failures_before = self.health.connects, self.health.failed_attempts
                 try:
                     await self._connect(client)
                 except (OSError, ssl.SSLError, ValueError) as exc:
@@ -206,6 +223,17 @@ class MqttSession:
                         )
                     elif self._connected.is_set():
                         await self._first_of(ended)
+                    elif (
+                        ended.is_set()
+                        and self.health.connects == connects_before
+                        and self.health.failed_attempts == failures_before
+                    ):
+                        # TLS 1.3: the broker checks our certificate after our handshake completes,
+                        # so a refused certificate shows up as a close before CONNACK.
+                        self._record_failure(
+                            f"{self.options.url} closed the connection before CONNACK "
+                            "(client certificate refused, or not an MQTT broker?)"
+                        )
                     if self._stop_requested.is_set():
                         await self._say_goodbye(client, goodbye, goodbye_timeout_s)
                     await self._shutdown_client(client)
