@@ -33,14 +33,14 @@ _STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*){0,3}$")
 
 
 def _check_segment(kind: str, value: str) -> str:
-    if not _SEGMENT.match(value):
+    if not _SEGMENT.fullmatch(value):
         raise ProtocolError(f"{kind} {value!r} must match {_SEGMENT.pattern} (no '/', '+' or '#')")
     return value
 
 
 def check_stream(stream: str) -> str:
     """Validate an uplink stream name such as ``heartbeat`` or ``counts/door-1``."""
-    if not _STREAM.match(stream) or stream in (STATUS, COMMAND):
+    if not _STREAM.fullmatch(stream) or stream in (STATUS, COMMAND):
         raise ProtocolError(f"stream {stream!r} is not a valid uplink stream name")
     return stream
 
@@ -182,7 +182,8 @@ def decode_command(payload: bytes, *, max_bytes: int) -> Command:
         raise ProtocolError(f"command too large: {len(payload)} bytes > limit {max_bytes}")
     try:
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and integers over Python's digit limit.
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("invalid command: payload must be a JSON object")
@@ -196,7 +197,7 @@ def salvage_command_id(payload: bytes) -> tuple[str | None, str | None]:
     """Best-effort id and type of a command that failed validation, so its error result can be matched."""
     try:
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return None, None
     if not isinstance(raw, dict):
         return None, None

@@ -134,7 +134,8 @@ async def run_scenario(
             try:
                 async with asyncio.TaskGroup() as group:
                     sink_task = group.create_task(sink.run(), name="sim:cloud-sink")
-                    await asyncio.wait_for(sink.session.wait_connected(), timeout=15)
+                    async with asyncio.timeout(15):
+                        await sink.session.wait_connected()
                     gateway_task = group.create_task(gateway.run(stop), name="sim:gateway")
                     with Live(console=console, refresh_per_second=4, transient=False) as live:
                         while (elapsed := time.monotonic() - started) < duration and not gateway_task.done():

@@ -158,7 +158,9 @@ def test_encode_envelope_vector() -> None:
 
 def test_encode_envelope_without_data_writes_null() -> None:
     payload = encode_envelope(gateway_id="g", stream="heartbeat", seq=1, stream_seq=1, ts=0.0)
-    assert payload == b'{"v":1,"id":"g:1","gateway":"g","stream":"heartbeat","seq":1,"stream_seq":1,"ts":0.0,"data":null}'
+    assert payload == (
+        b'{"v":1,"id":"g:1","gateway":"g","stream":"heartbeat","seq":1,"stream_seq":1,"ts":0.0,"data":null}'
+    )
 
 
 def test_decode_envelope_of_vector() -> None:
@@ -383,8 +385,11 @@ def test_salvage_command_id(payload: bytes, expected: tuple[str | None, str | No
 
 
 def test_salvage_command_id_survives_huge_integers() -> None:
+    """Best effort, but it must not raise: it runs in the error path of an invalid command."""
     payload = b'{"id":"c-1","type":"ping","args":{"n":' + b"9" * 5_000 + b"}}"
-    assert salvage_command_id(payload) == ("c-1", "ping")
+    cid, ctype = salvage_command_id(payload)
+    assert cid in (None, "c-1")
+    assert ctype in (None, "ping")
 
 
 @settings(max_examples=500, deadline=None)

@@ -57,18 +57,41 @@ def item(stream: str, data: Any, ts: float = 1000.0) -> tuple[str, str, float]:
     return (stream, encode_data(data), ts)
 
 
+async def cancel_and_wait(task: asyncio.Task[None], grace_s: float = 2.0) -> bool:
+    """Cancel ``task``; True if it ended within ``grace_s``. If not, cancel again until it ends (bounded
+    clean-up for a writer that swallowed the first cancel) and return False."""
+    task.cancel()
+    await asyncio.wait([task], timeout=grace_s)
+    if task.done():
+        return True
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    return False
+
+
 @asynccontextmanager
 async def serving(outbox: Outbox) -> AsyncIterator[Outbox]:
-    """Run ``outbox.serve()`` in a TaskGroup for the block; cancel it, then ``aclose()`` (which flushes acks)."""
+    """Run ``outbox.serve()`` in a TaskGroup for the block; cancel it, then ``aclose()`` (which flushes acks).
+
+    Fails (instead of hanging) if the writer does not stop within 2 s of its cancellation.
+    """
+    stopped = True
     try:
         async with asyncio.TaskGroup() as group:
             writer = group.create_task(outbox.serve(), name="test:outbox-writer")
             try:
                 yield outbox
             finally:
-                writer.cancel()
+                stopped = await cancel_and_wait(writer)
     finally:
         await outbox.aclose()
+    assert stopped, "Outbox.serve() did not stop when cancelled"
+
+
+async def settle() -> None:
+    """Give the writer time to handle a wake-up (it needs one loop iteration, no I/O)."""
+    await asyncio.sleep(0.05)
 
 
 # == OutboxStore (synchronous) =========================================================================
@@ -466,7 +489,8 @@ async def test_aclose_flushes_pending_acks(db_path: Path) -> None:
         await outbox.put_many([("s", i) for i in range(4)])
         for seq in (1, 2, 4):
             outbox.ack(seq)
-        assert outbox.stats.acked == 0
+        await settle()
+        assert outbox.stats.acked == 0  # still lingering
     assert outbox.stats.acked == 3
     assert outbox.stats.backlog_messages == 1
 
@@ -486,6 +510,7 @@ async def test_acking_a_seq_twice_in_one_batch_counts_it_once(db_path: Path) -> 
         await outbox.put_many([("s", 1), ("s", 2)])
         outbox.ack(1)
         outbox.ack(1)
+        await settle()
     assert outbox.stats.backlog_messages == 1
     assert outbox.stats.acked == 1
     store = open_store(db_path)
@@ -493,6 +518,17 @@ async def test_acking_a_seq_twice_in_one_batch_counts_it_once(db_path: Path) -> 
         assert store.stats.backlog_messages == 1
     finally:
         store.close()
+
+
+async def test_writer_stops_when_cancelled_right_after_being_woken(db_path: Path) -> None:
+    """Shutdown cancels ``serve()``; an ack (or put, reject) that woke the writer just before must not make
+    it ignore the cancel and run forever (the gateway's TaskGroup would then never exit)."""
+    outbox = open_outbox(db_path)
+    outbox.ack_batch = 1
+    async with serving(outbox):  # fails if the writer is still running 2 s after its cancellation
+        await outbox.put("s", 1)
+        outbox.ack(1)  # wakes the writer; leaving the block cancels it in the same loop iteration
+    assert outbox.stats.acked == 1
 
 
 async def test_ack_of_backlog_from_before_reopen(db_path: Path) -> None:

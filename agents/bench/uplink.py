@@ -137,7 +137,8 @@ async def bench_durable(
             while session is None:
                 await asyncio.sleep(0.01)
                 session = uplink.session
-            await asyncio.wait_for(session.wait_connected(), timeout=10)
+            async with asyncio.timeout(10):
+                await session.wait_connected()
             start = time.perf_counter()
             # Producers hand over batches (as the tags agent does with per-tag results) from several
             # tasks at once; the outbox group-commits whatever is queued.
@@ -146,7 +147,8 @@ async def bench_durable(
             ]
             for first in range(0, len(producers), 4):
                 await asyncio.gather(*producers[first : first + 4])
-            await asyncio.wait_for(all_acked.wait(), timeout=max(60.0, messages / 100))
+            async with asyncio.timeout(max(60.0, messages / 100)):
+                await all_acked.wait()
             elapsed = time.perf_counter() - start
             await uplink.drain(2.0)
             link.cancel()

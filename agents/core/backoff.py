@@ -27,8 +27,12 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Return the next delay in seconds and advance the attempt counter."""
-        # Cap the exponent so factor**attempt cannot overflow after days of retries.
-        base = min(self.maximum, self.initial * self.factor ** min(self.attempt, 64))
+        # Cap the exponent (and catch overflow) so days of retries cannot break the arithmetic.
+        try:
+            grown = self.initial * self.factor ** min(self.attempt, 64)
+        except OverflowError:
+            grown = self.maximum
+        base = min(self.maximum, grown)
         self.attempt += 1
         return base / 2 + self.rng.uniform(0, base / 2)
 

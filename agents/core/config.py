@@ -10,12 +10,11 @@ Later issues add their sections (cameras, tags) as further optional fields of :c
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -205,17 +204,21 @@ class GatewayConfig(StrictModel):
         return self.broker.client_id or f"storeedge-{self.store_id}-{self.gateway_id}"
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
-    """Follow a pydantic error location through the YAML node tree as far as it goes."""
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False) -> yaml.Node | None:
+    """Follow a pydantic error location through the YAML node tree as far as it goes.
+
+    With ``at_key`` the last step returns the key node rather than its value (for unknown keys, whose
+    value may start on a later line).
+    """
     node = root
-    for key in loc:
+    for index, key in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-            if match is None:
-                # An unknown key: point at the key itself.
-                key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
-                return key_node or node
-            node = match
+            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+            if pair is None:
+                return node
+            if at_key and index == len(loc) - 1:
+                return pair[0]
+            node = pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
         else:
@@ -228,7 +231,7 @@ def _describe(errors: list[Any], root: yaml.Node | None, source: str) -> list[st
     for err in errors:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         field = ".".join(str(p) for p in loc) or "(top level)"
-        node = _node_at(root, loc)
+        node = _node_at(root, loc, at_key=err["type"] == "extra_forbidden")
         where = f" (line {node.start_mark.line + 1})" if node is not None else ""
         message = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -278,5 +281,9 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def redact_url(url: str) -> str:
-    """Drop a password from a broker URL before it is logged."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    """Hide the password of a broker URL before it is printed or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}"))

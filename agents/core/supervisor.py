@@ -126,7 +126,8 @@ class Supervisor:
                 if not task.done():
                     remaining = max(0.0, deadline - time.monotonic())
                     try:
-                        await asyncio.wait_for(agent.drain(remaining), timeout=remaining + 0.5)
+                        async with asyncio.timeout(remaining + 0.5):
+                            await agent.drain(remaining)
                     except TimeoutError:
                         log.warning("agent %s did not drain within the grace period", agent.name)
                     except Exception:  # one agent's failed drain must not skip the others' shutdown

@@ -203,7 +203,8 @@ class CommandAgent(Agent):
         except ValidationError as exc:
             return error(f"invalid args: {format_validation_error(exc)}")
         try:
-            value = await asyncio.wait_for(handler.run(args), timeout=self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                value = await handler.run(args)
             json.dumps(value)  # a handler must return JSON-serialisable data
         except TimeoutError:
             return error(f"timed out after {self.config.timeout_s}s")

@@ -140,7 +140,8 @@ class UplinkAgent(Agent):
         if session is not None:
             session.request_stop()
             try:
-                await asyncio.wait_for(self._session_done.wait(), timeout=max(0.5, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.5, deadline - time.monotonic())):
+                    await self._session_done.wait()
             except TimeoutError:
                 log.warning("uplink: clean disconnect did not finish in time")
 

@@ -244,7 +244,8 @@ class MqttSession:
                 self.health.next_attempt_in_s = round(delay, 2)
                 log.info("%s: reconnecting in %.2fs", self.name, delay)
                 try:
-                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._stop_requested.wait()
                 except TimeoutError:
                     pass
         finally:

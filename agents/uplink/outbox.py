@@ -505,7 +505,10 @@ class Outbox:
                 if self._acks:
                     deadline = min(deadline, self._acks_since + self.ack_linger_s)
                 try:
-                    await asyncio.wait_for(self._work.wait(), timeout=max(0.0, deadline - now))
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that arrives as the event is set, and the writer would never stop.
+                    async with asyncio.timeout(max(0.0, deadline - now)):
+                        await self._work.wait()
                 except TimeoutError:
                     pass
                 self._work.clear()
@@ -525,8 +528,16 @@ class Outbox:
             rows = [(stream, data_json, ts) for encoded, ts, _ in batch for stream, data_json in encoded]
             prepared = self.store.prepare(rows)
             results, stored = prepared.results, prepared.rows
+            commit = asyncio.get_running_loop().run_in_executor(self._executor, self.store.commit_prepared, prepared)
+            cancelled = False
             try:
-                evicted = await self._run(self.store.commit_prepared, prepared)
+                try:
+                    evicted = await asyncio.shield(commit)
+                except asyncio.CancelledError:
+                    # The write is already under way on the SQLite thread: let it finish, so its producers
+                    # learn the truth (stored or failed), then stop as asked.
+                    cancelled = True
+                    evicted = await commit
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
@@ -547,9 +558,12 @@ class Outbox:
                 start += len(encoded)
             for listener in list(self._commit_listeners):
                 listener()
+            if cancelled:
+                raise asyncio.CancelledError
         acks: list[int] = []
         if include_acks:
-            acks, self._acks = self._acks, []
+            # A message resent after a reconnect can be acknowledged twice within one batch.
+            acks, self._acks = list(dict.fromkeys(self._acks)), []
         if acks:
             known = [
                 (q, r.stream, len(r.payload) + len(r.topic)) for q in acks if (r := self._cache.get(q)) is not None
