@@ -33,9 +33,7 @@ def no_leaked_threads() -> Iterator[None]:
     deadline = time.monotonic() + 5
     while True:
         leaked = [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and not t.name.startswith("asyncio_")
+            t for t in threading.enumerate() if t not in before and t.is_alive() and not t.name.startswith("asyncio_")
         ]
         if not leaked or time.monotonic() > deadline:
             break
@@ -88,7 +86,12 @@ def gateway_config(tmp_path: Path, broker_url: BrokerUrl | str, **overrides: Any
     return GatewayConfig.model_validate(data)
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> None:
+async def wait_for(
+    predicate: Any,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a wrapped awaitable
+    interval: float = 0.05,
+    what: str = "condition",
+) -> None:
     """Poll ``predicate()`` until true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

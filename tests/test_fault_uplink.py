@@ -117,9 +117,10 @@ async def test_10k_messages_survive_broker_restarts_and_sigkills(tmp_path: Path,
             generation_s = time.monotonic() - started
             try:
                 await wait_for(
-                    lambda: sum(
-                        s["received"] for k, s in sink.store.report()["streams"].items() if "/load/" in k
-                    ) >= MESSAGES,
+                    lambda: (
+                        sum(s["received"] for k, s in sink.store.report()["streams"].items() if "/load/" in k)
+                        >= MESSAGES
+                    ),
                     timeout=60,
                     interval=0.25,
                     what="all messages at the sink",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from agents.cloud.sink import CloudSink
 from agents.core.runtime import Gateway
@@ -26,8 +27,10 @@ async def test_unreachable_broker_buffers_then_delivers(tmp_path: Path) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             gw_task = group.create_task(gateway.run(stop), name="test:gateway")
-            await wait_for(lambda: gateway.outbox is not None and gateway.outbox.stats.backlog_messages >= 40,
-                           what="messages buffered while offline")
+            await wait_for(
+                lambda: gateway.outbox is not None and gateway.outbox.stats.backlog_messages >= 40,
+                what="messages buffered while offline",
+            )
             # The gateway is alive, its link state and error are visible, in memory and on disk.
             snapshot = gateway.snapshot()
             mqtt = snapshot["agents"]["uplink"]["mqtt"]
@@ -36,26 +39,34 @@ async def test_unreachable_broker_buffers_then_delivers(tmp_path: Path) -> None:
             assert snapshot["outbox"]["backlog_messages"] >= 40
             assert snapshot["outbox"]["oldest_age_s"] > 0
 
-            def health_on_disk() -> dict:
+            def health_on_disk() -> dict[str, Any]:
                 try:
-                    return json.loads(config.health_path.read_text())
+                    loaded: dict[str, Any] = json.loads(config.health_path.read_text())
+                    return loaded
                 except (OSError, ValueError):
                     return {}
 
-            await wait_for(lambda: health_on_disk().get("outbox", {}).get("backlog_messages", 0) > 0,
-                           what="backlog in the health file")
+            await wait_for(
+                lambda: health_on_disk().get("outbox", {}).get("backlog_messages", 0) > 0,
+                what="backlog in the health file",
+            )
             on_disk = health_on_disk()
             assert on_disk["agents"]["uplink"]["state"] == "running"
             assert on_disk["agents"]["uplink"]["mqtt"]["state"] in {"backoff", "connecting"}
 
             await asyncio.to_thread(broker.start)
             sink_task = group.create_task(sink.run(), name="test:sink")
-            await wait_for(lambda: gateway.snapshot()["agents"]["uplink"]["mqtt"]["state"] == "connected",
-                           timeout=15, what="gateway connected")
+            await wait_for(
+                lambda: gateway.snapshot()["agents"]["uplink"]["mqtt"]["state"] == "connected",
+                timeout=15,
+                what="gateway connected",
+            )
             stop.set()
             await gw_task
-            await wait_for(lambda: sink.store.report()["status"].get("gw-1", {}).get("online") is False,
-                           what="offline status at the sink")
+            await wait_for(
+                lambda: sink.store.report()["status"].get("gw-1", {}).get("online") is False,
+                what="offline status at the sink",
+            )
             sink.session.request_stop()
             await sink_task
         # Messages published before the sink subscribed are not queued for it by MQTT, so check the
@@ -75,10 +86,15 @@ async def test_full_outbox_drops_oldest_and_cloud_gaps_match_counted_drops(tmp_p
     sink = CloudSink(broker.url, tmp_path / "cloud.sqlite3")
     # Subscribe the sink first, then take the broker away from the gateway by pointing it at a port
     # that nothing listens on; afterwards restart the gateway against the real broker.
-    dead = gateway_config(tmp_path, f"mqtt://127.0.0.1:{free_port()}",
-                          outbox={"max_bytes": 6000}, loadgen={"streams": 1, "rate_per_s": 200, "messages": 300})
-    live = gateway_config(tmp_path, broker.url,
-                          outbox={"max_bytes": 6000}, loadgen={"streams": 1, "rate_per_s": 200, "messages": 300})
+    dead = gateway_config(
+        tmp_path,
+        f"mqtt://127.0.0.1:{free_port()}",
+        outbox={"max_bytes": 6000},
+        loadgen={"streams": 1, "rate_per_s": 200, "messages": 300},
+    )
+    live = gateway_config(
+        tmp_path, broker.url, outbox={"max_bytes": 6000}, loadgen={"streams": 1, "rate_per_s": 200, "messages": 300}
+    )
     try:
         async with asyncio.TaskGroup() as group:
             sink_task = group.create_task(sink.run(), name="test:sink")
@@ -87,8 +103,11 @@ async def test_full_outbox_drops_oldest_and_cloud_gaps_match_counted_drops(tmp_p
             offline = Gateway(dead)
             stop = asyncio.Event()
             task = group.create_task(offline.run(stop), name="test:offline-gateway")
-            await wait_for(lambda: offline.snapshot().get("agents", {}).get("loadgen", {}).get("state") == "finished",
-                           timeout=15, what="load generated while offline")
+            await wait_for(
+                lambda: offline.snapshot().get("agents", {}).get("loadgen", {}).get("state") == "finished",
+                timeout=15,
+                what="load generated while offline",
+            )
             stats = offline.snapshot()["outbox"]
             assert stats["dropped"].get("full", 0) > 0, stats
             assert stats["backlog_bytes"] <= 6000
@@ -98,12 +117,20 @@ async def test_full_outbox_drops_oldest_and_cloud_gaps_match_counted_drops(tmp_p
             online = Gateway(live)
             stop = asyncio.Event()
             task = group.create_task(online.run(stop), name="test:online-gateway")
-            await wait_for(lambda: online.outbox is not None and online.outbox.stats.backlog_messages == 0
-                           and online.snapshot()["agents"]["uplink"]["mqtt"]["state"] == "connected",
-                           timeout=15, what="backlog delivered")
+            await wait_for(
+                lambda: (
+                    online.outbox is not None
+                    and online.outbox.stats.backlog_messages == 0
+                    and online.snapshot()["agents"]["uplink"]["mqtt"]["state"] == "connected"
+                ),
+                timeout=15,
+                what="backlog delivered",
+            )
             drops = await online.outbox.drops_by_stream() if online.outbox else {}
-            await wait_for(lambda: sink.store.report()["streams"].get("gw-1/load/0", {}).get("max_stream_seq") == 300,
-                           what="last loadgen message at the sink")
+            await wait_for(
+                lambda: sink.store.report()["streams"].get("gw-1/load/0", {}).get("max_stream_seq") == 300,
+                what="last loadgen message at the sink",
+            )
             stop.set()
             await task
             sink.session.request_stop()

@@ -16,7 +16,9 @@ from tests.conftest import gateway_config, wait_for
 
 
 @pytest.mark.parametrize("protocol", [MqttProtocol.V311, MqttProtocol.V5])
-async def test_gateway_traffic_reaches_sink_exactly_once(tmp_path: Path, mosquitto: Mosquitto, protocol: MqttProtocol) -> None:
+async def test_gateway_traffic_reaches_sink_exactly_once(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: MqttProtocol
+) -> None:
     config = gateway_config(
         tmp_path,
         mosquitto.url,
