@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_uplink.add_argument("--inflight", type=_positive_int, default=100)
     bench_uplink.add_argument("--payload-bytes", type=int, default=128)
     bench_uplink.add_argument("--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V311.value)
+    bench_uplink.add_argument("--rounds", type=_positive_int, default=3, help="baseline/durable pairs (medians)")
     bench_uplink.add_argument("--json", action="store_true", help="print only the JSON object")
     return parser
 
@@ -230,6 +231,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             inflight=args.inflight,
             payload_bytes=args.payload_bytes,
             protocol=MqttProtocol(args.protocol),
+            rounds=args.rounds,
         )
     )
     if args.json:

@@ -53,7 +53,7 @@ def store(db_path: Path) -> Iterator[OutboxStore]:
     s.close()
 
 
-def item(stream: str, data: Any, ts: float = 1000.0) -> tuple[str, str, float]:
+def item(stream: str, data: Any, ts: float = 1000.0) -> tuple[str, bytes, float]:
     return (stream, encode_data(data), ts)
 
 

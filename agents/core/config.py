@@ -110,6 +110,12 @@ class BrokerConfig(StrictModel):
         86400, ge=0, description="MQTT 5 session expiry: how long the broker queues commands while offline."
     )
     inflight: int = Field(100, ge=1, le=65535, description="Unacknowledged QoS 1 messages allowed at once.")
+    publish_ahead: int = Field(
+        10000,
+        ge=1,
+        le=1_000_000,
+        description="Messages handed to the MQTT client ahead of their PUBACK (it sends `inflight` at a time).",
+    )
     tls: TlsConfig | None = None
     reconnect: ReconnectConfig = ReconnectConfig()
 

@@ -18,7 +18,6 @@ Other agents add command types with :meth:`CommandAgent.register` (the tags agen
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -40,6 +39,7 @@ from protocols.mqtt_v1 import (
     Command,
     CommandResult,
     decode_command,
+    encode_data,
     format_validation_error,
     salvage_command_id,
 )
@@ -205,7 +205,7 @@ class CommandAgent(Agent):
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 value = await handler.run(args)
-            json.dumps(value)  # a handler must return JSON-serialisable data
+            encode_data(value)  # a handler must return JSON-serialisable data
         except TimeoutError:
             return error(f"timed out after {self.config.timeout_s}s")
         except Exception as exc:  # the handler's failure is the command's result, not the agent's crash

@@ -81,10 +81,11 @@ class UplinkAgent(Agent):
         self._commands = commands
         self._options = options or session_options(config, self.topics)
         # paho keeps at most ``broker.inflight`` unacknowledged on the wire and releases the next queued
-        # message from its own thread the moment a PUBACK arrives; we hand it a few windows ahead so the
-        # wire never idles waiting for the event loop. All handed-over messages are tracked here.
-        self._inflight_limit = self._options.inflight * 10
-        self._refill_batch = max(1, self._options.inflight)
+        # message from its own thread the moment a PUBACK arrives. We hand it up to
+        # ``broker.publish_ahead`` messages in large chunks: interleaving small hand-overs with paho's
+        # PUBACK handling costs more (lock and GIL ping-pong) than the memory this takes.
+        self._inflight_limit = max(self._options.inflight, config.broker.publish_ahead)
+        self._refill_batch = max(1, self._inflight_limit // 2)
         self._inflight: dict[tuple[int, int], int] = {}
         self._wake = asyncio.Event()
         self._acks: collections.deque[tuple[int, int, bool]] = collections.deque()
@@ -174,13 +175,13 @@ class UplinkAgent(Agent):
                 # Refill in batches rather than one read per PUBACK: each read is a hop to the SQLite thread.
                 if room >= self._refill_batch or (room > 0 and not self._inflight):
                     rows = await self.outbox.read_after(last_sent, min(room, 1000))
-                    for row in rows:
-                        mid = session.publish(generation, row.topic, row.payload, qos=1)
-                        if mid is None:
-                            break  # connection gone; the outer loop waits for the next one
+                    mids = session.publish_many(generation, ((row.topic, row.payload) for row in rows))
+                    # Fewer mids than rows: the connection is gone and the outer loop waits for the next.
+                    for mid, row in zip(mids, rows, strict=False):
                         self._inflight[(generation, mid)] = row.seq
-                        last_sent = row.seq
-                        self.health.count("sent")
+                    if mids:
+                        last_sent = rows[len(mids) - 1].seq
+                        self.health.count("sent", len(mids))
                     if rows:
                         continue
                 await self._wake.wait()
@@ -199,23 +200,25 @@ class UplinkAgent(Agent):
 
     def _drain_acks(self) -> None:
         self._acks_scheduled = False
+        acked = 0
+        inflight, outbox, listeners = self._inflight, self.outbox, self.ack_listeners
         while self._acks:
-            self._on_ack(*self._acks.popleft())
+            generation, mid, ok = self._acks.popleft()
+            seq = inflight.pop((generation, mid), None)
+            if seq is None:
+                continue
+            if ok:
+                outbox.ack(seq)
+                acked += 1
+                for listener in listeners:
+                    listener(seq)
+            else:
+                log.error("uplink: broker rejected message seq %d; dropping it (counted as 'rejected')", seq)
+                outbox.reject(seq)
+                self.health.count("rejected")
+        if acked:
+            self.health.count("acked", acked)
         self._wake.set()
-
-    def _on_ack(self, generation: int, mid: int, ok: bool) -> None:
-        seq = self._inflight.pop((generation, mid), None)
-        if seq is None:
-            return
-        if ok:
-            self.outbox.ack(seq)
-            self.health.count("acked")
-            for listener in self.ack_listeners:
-                listener(seq)
-        else:
-            log.error("uplink: broker rejected message seq %d; dropping it (counted as 'rejected')", seq)
-            self.outbox.reject(seq)
-            self.health.count("rejected")
 
     def _on_disconnected(self, generation: int) -> None:
         for key in [k for k in self._inflight if k[0] == generation]:

@@ -19,7 +19,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,25 @@ class MqttSession:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return None
         return int(info.mid)
+
+    def publish_many(self, generation: int, messages: Iterable[tuple[str, bytes]]) -> list[int]:
+        """Publish QoS 1 messages in order on connection ``generation``; returns their mids.
+
+        Stops at the first message paho refuses (the connection went away): the returned list is then
+        shorter than ``messages``.
+        """
+        with self._lock:
+            client = self._client
+            if client is None or self._connected_generation != generation or generation != self._generation:
+                return []
+        mids = []
+        publish, success = client.publish, MQTTErrorCode.MQTT_ERR_SUCCESS
+        for topic, payload in messages:
+            info = publish(topic, payload, qos=1)
+            if info.rc != success:
+                break
+            mids.append(int(info.mid))
+        return mids
 
     def ack(self, generation: int, mid: int, qos: int = 1) -> None:
         """Send the PUBACK of a manually acknowledged inbound message."""
