@@ -17,6 +17,7 @@ then the durable path; the figures are medians over the rounds (every round is l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import tempfile
 import threading
@@ -28,7 +29,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agents.core.config import BrokerUrl, GatewayConfig, MqttProtocol
-from agents.uplink.link import UplinkAgent
+from agents.uplink.link import UplinkAgent, session_options
 from agents.uplink.mqtt_session import build_tls_context
 from agents.uplink.outbox import Outbox
 from protocols.mqtt_v1 import GatewayTopics, encode_envelope
@@ -111,7 +112,11 @@ async def bench_durable(
     )
     topics = GatewayTopics(config.store_id, config.gateway_id)
     outbox = Outbox.open(config.outbox_path, config.outbox, gateway_id=config.gateway_id, topic_for=topics.stream)
-    uplink = UplinkAgent(config, outbox)
+    # A throw-away gateway: no persistent session and no retained status left behind on the broker.
+    options = dataclasses.replace(
+        session_options(config, topics), persistent_session=False, will=None, birth=None, subscriptions=()
+    )
+    uplink = UplinkAgent(config, outbox, options=options, publish_status=False)
     put_at: dict[int, float] = {}
     latencies: list[float] = []
     all_acked = asyncio.Event()

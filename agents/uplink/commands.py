@@ -149,9 +149,7 @@ class CommandAgent(Agent):
     async def aclose(self) -> None:
         self._executor.shutdown(wait=True)
 
-    async def _handle_isolated(
-        self, command_log: CommandLog, payload: bytes, send_puback: Callable[[], None]
-    ) -> None:
+    async def _handle_isolated(self, command_log: CommandLog, payload: bytes, send_puback: Callable[[], None]) -> None:
         """Handle one command; an unexpected failure is logged and counted, never spread to the others."""
         try:
             await self._handle(command_log, payload, send_puback)

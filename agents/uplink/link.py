@@ -73,6 +73,7 @@ class UplinkAgent(Agent):
         *,
         commands: CommandSink | None = None,
         options: SessionOptions | None = None,
+        publish_status: bool = True,
     ) -> None:
         super().__init__("uplink")
         self.config = config
@@ -80,6 +81,7 @@ class UplinkAgent(Agent):
         self.outbox = outbox
         self._commands = commands
         self._options = options or session_options(config, self.topics)
+        self._publish_status = publish_status
         # paho keeps at most ``broker.inflight`` unacknowledged on the wire and releases the next queued
         # message from its own thread the moment a PUBACK arrives. We hand it up to
         # ``broker.publish_ahead`` messages in large chunks: interleaving small hand-overs with paho's
@@ -110,7 +112,7 @@ class UplinkAgent(Agent):
         self._session_done.clear()
         self._inflight.clear()
         self.outbox.add_commit_listener(self._wake.set)
-        goodbye = Will(self.topics.status, encode_status(False, reason="shutdown"))
+        goodbye = Will(self.topics.status, encode_status(False, reason="shutdown")) if self._publish_status else None
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._run_session(session, goodbye), name="uplink:mqtt-session")
@@ -119,7 +121,7 @@ class UplinkAgent(Agent):
             self.outbox.remove_commit_listener(self._wake.set)
             self._session_done.set()
 
-    async def _run_session(self, session: MqttSession, goodbye: Will) -> None:
+    async def _run_session(self, session: MqttSession, goodbye: Will | None) -> None:
         try:
             await session.run(goodbye=goodbye)
         finally:
