@@ -7,6 +7,7 @@ running (paho network threads, SQLite executors), so a leak is caught where it i
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import time
@@ -49,6 +50,20 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     for task in pending:
         task.cancel()
     assert not pending, f"test leaked asyncio tasks: {[t.get_name() for t in pending]}"
+
+
+def shared_data_dir() -> Path:
+    """The shared models and footage: ``$STOREEDGE_SHARED_DATA`` or ``../shared/data`` beside the repo."""
+    override = os.environ.get("STOREEDGE_SHARED_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "models").is_dir():
+        raise pytest.UsageError(f"shared data not found at {path}; set STOREEDGE_SHARED_DATA")
+    return path
 
 
 @pytest.fixture
