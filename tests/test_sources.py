@@ -54,7 +54,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_mpeg1_file_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "clip.mpg"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"PIM1"), 25, (320, 240))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"PIM1"), 25, (320, 240))
     for i in range(12):
         writer.write(np.full((240, 320, 3), i * 10, np.uint8))
     writer.release()
