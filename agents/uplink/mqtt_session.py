@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class SessionHealth:
     last_error: str | None = None
     connected_since: float | None = None
     next_attempt_in_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -173,17 +172,6 @@ class MqttSession:
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
-
-    def publish(self, generation: int, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int | None:
-        """Publish on connection ``generation``; returns the MQTT mid, or None if that connection is gone."""
-        with self._lock:
-            client = self._client
-            if client is None or self._connected_generation != generation or generation != self._generation:
-                return None
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return None
-        return int(info.mid)
 
     def publish_many(self, generation: int, messages: Iterable[tuple[str, bytes]]) -> list[int]:
         """Publish QoS 1 messages in order on connection ``generation``; returns their mids.

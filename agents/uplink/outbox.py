@@ -579,13 +579,6 @@ class Outbox:
             await self._run(lambda: self.store.delete(rejects, drop_reason=DROP_REJECTED))
             self._forget(rejects)
 
-    async def flush(self) -> None:
-        """Commit queued acks now (used at shutdown, when :meth:`serve` is no longer running)."""
-        if self._serving:
-            self._work.set()
-            return
-        await self._flush_once()
-
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,409 @@
+"""ByteTrack-class multi-object tracker: per-frame person boxes in, stable track ids out.
+
+Why this shape (style guide principle 13: a pure, frame-driven vision stage):
+
+* **Two-stage association (the ByteTrack idea).** At a store entrance people occlude each other and
+  boxes flicker: a half-hidden person is often still detected, only with a low score. Dropping low
+  scores loses those frames and breaks tracks; keeping them everywhere breeds false tracks. So stage 1
+  matches only confident detections (``score >= high_score``) against every live track, tracked or lost;
+  stage 2 offers the leftover low-score detections (``low_score <= score < high_score``) to the tracks
+  that were seen on the previous frame and are still unmatched. Low-score boxes can therefore *extend*
+  a track but never *start* one.
+* **Tentative -> confirmed -> lost -> removed.** A new track (from an unmatched detection with
+  ``score >= new_track_score``) is tentative until it has ``min_hits`` hits; a tentative track that misses
+  a frame is dropped, so a one-frame false positive never gets an id. A confirmed track that misses is
+  *lost*: it keeps predicting for up to ``max_lost`` frames and can be re-found by stage 1 (someone
+  walking behind a pillar or another shopper keeps their id), then it is removed and its id is reported
+  once by :meth:`ByteTracker.removed_ids` (the counter's cue that a visit ended).
+* **Ids** are handed out only at confirmation, from a counter that never goes back: positive, stable,
+  consecutive among confirmed tracks, never reused (not even after :meth:`ByteTracker.flush`).
+* **Motion model.** A Kalman filter with constant velocity on ``(cx, cy, w, h)``. Width and height are
+  filtered directly rather than aspect ratio, because people's widths flicker with their gait and pose
+  and a direct ``w`` keeps that noise out of ``h``. Noise standard deviations are proportional to the
+  box height (far, small people move fewer pixels per frame), with ByteTrack's published weights as
+  defaults. A lost track's size velocity is zeroed so its box neither collapses nor balloons while it
+  coasts.
+* **Speed.** The tracker and the line counter must keep up with thousands of frames per second on cached
+  detections, and with ~6 people per frame numpy call overhead, not arithmetic, is the cost. Because the
+  process noise, measurement noise and initial covariance are diagonal per coordinate, the 8x8 Kalman
+  covariance stays block-diagonal: four independent (position, velocity) 2x2 blocks. The filter
+  therefore stores three numbers per coordinate (``pp``, ``pv``, ``vv``) and predicts and updates all
+  tracks with a handful of element-wise array operations - exactly the full filter, without 8x8
+  matrix products. All per-track state lives in two arrays (floats and ints), so a frame is a few dozen
+  vectorised operations and no Python loop over tracks. The Hungarian solver is skipped when the gated
+  IoU matrix is already unambiguous (each track and each detection has at most one candidate), which is
+  the usual case when people are apart.
+
+Assignment cost: a pair is allowed only if its IoU exceeds the stage threshold, and the solver maximises
+the summed *margin* ``IoU - threshold`` rather than the summed IoU. Maximising summed IoU would prefer two
+poor matches over one good match plus one unmatched track; the margin form is the classic "leave it
+unmatched at cost threshold" formulation and keeps the good match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from agents.footfall.types import Detections, FloatArray, IntArray, Tracks
+
+__all__ = ["ByteTracker", "TrackMemory", "TrackerConfig", "iou_matrix"]
+
+F64 = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Float state columns: filtered box centre/size, its velocity, the three distinct entries of each
+# coordinate's 2x2 covariance block, and the score of the last detection that updated the track.
+_POS = slice(0, 4)  # cx, cy, w, h
+_VEL = slice(4, 8)  # d/dframe of the above
+_SIZE_VEL = slice(6, 8)  # vw, vh
+_PP = slice(8, 12)  # var(position)
+_PV = slice(12, 16)  # cov(position, velocity)
+_VV = slice(16, 20)  # var(velocity)
+_SCORE = 20
+_NFLOAT = 21
+
+# Integer state columns. ``_ID`` is 0 while a track is tentative.
+_ID, _HITS, _MISSES, _FIRST, _LAST = range(5)
+_NINT = 5
+
+_NO_IDS: IntArray = np.zeros((0,), np.int64)
+_NO_INDEX: npt.NDArray[np.intp] = np.zeros((0,), np.intp)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackerConfig:
+    """Tracker tunables. Frame counts are in *processed* frames, so scale them with the sampling rate.
+
+    Defaults follow ByteTrack's published settings where they exist, adjusted for entrances filmed at
+    roughly 7-30 fps.
+    """
+
+    high_score: float = 0.5
+    """Detections at or above this take part in stage 1 (and may start tracks)."""
+    low_score: float = 0.1
+    """Detections below this are ignored; ``[low_score, high_score)`` feeds stage 2 only."""
+    new_track_score: float = 0.6
+    """An unmatched high-score detection starts a tentative track only at or above this score."""
+    match_iou: float = 0.2
+    """Stage 1 gate: a track and a high-score detection may pair only if their IoU exceeds this. Loose,
+    because a lost track's predicted box drifts while it coasts."""
+    low_match_iou: float = 0.5
+    """Stage 2 gate: stricter, because low-score boxes are less reliable and only recently seen tracks
+    take part."""
+    min_hits: int = 2
+    """Hits (including the first detection) before a tentative track is confirmed and gets an id; 1
+    confirms on the first detection."""
+    tentative_max_misses: int = 0
+    """Frames a tentative track may miss before it is dropped (0: any miss drops it)."""
+    max_lost: int = 30
+    """Frames a confirmed track is remembered after its last hit; it can be re-found within that time."""
+    position_noise: float = 1.0 / 20.0
+    """Process noise std of the box position and size, per frame, as a fraction of the box height."""
+    velocity_noise: float = 1.0 / 160.0
+    """Process noise std of the velocities, per frame, as a fraction of the box height."""
+    measurement_noise: float = 1.0 / 20.0
+    """Detection noise std, as a fraction of the box height."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_score <= self.high_score <= self.new_track_score:
+            raise ValueError(
+                "scores must satisfy 0 <= low_score <= high_score <= new_track_score, got "
+                f"{self.low_score}, {self.high_score}, {self.new_track_score}"
+            )
+        for name in ("match_iou", "low_match_iou"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.tentative_max_misses < 0 or self.max_lost < 0:
+            raise ValueError("tentative_max_misses and max_lost must be >= 0")
+        for name in ("position_noise", "velocity_noise", "measurement_noise"):
+            if getattr(self, name) <= 0.0:
+                raise ValueError(f"{name} must be > 0")
+
+
+@dataclass(frozen=True)
+class TrackMemory:
+    """Confirmed tracks the tracker still holds (seen this frame or lost), for counters and diagnostics.
+
+    All arrays are (K,) int64 and aligned: ``first_frame`` / ``last_frame`` are 1-based frame numbers
+    (the tracker's :attr:`ByteTracker.frame` when the track was created / last matched), ``hits`` counts
+    matched frames, ``lost`` is the number of frames since the last match (0: seen this frame).
+    """
+
+    ids: IntArray
+    first_frame: IntArray
+    last_frame: IntArray
+    hits: IntArray
+    lost: IntArray
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def iou_matrix(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> F64:
+    """Pairwise IoU of ``xyxy`` boxes: ``a`` (M, 4) x ``b`` (N, 4) -> (M, N). Degenerate boxes give 0."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    # Zero-area pairs would divide 0 by 0; their IoU is 0 by definition.
+    out: F64 = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+    return out
+
+
+def _match(iou: F64, min_iou: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Rows and columns of the best one-to-one pairs with ``iou > min_iou`` (margin-maximising)."""
+    feasible = iou > min_iou
+    rows, cols = np.nonzero(feasible)
+    if rows.size == 0:
+        return _NO_INDEX, _NO_INDEX
+    # Unambiguous: no row and no column appears twice among feasible pairs, so every feasible pair is in
+    # the optimum and the Hungarian solver would return exactly these. Cheaper than calling it.
+    if np.unique(rows).size == rows.size and np.unique(cols).size == cols.size:
+        return rows, cols
+    # Infeasible pairs cost 0, the same as leaving both sides unmatched, so the rectangular solver's
+    # forced pairings among them are harmless and dropped below.
+    cost = np.where(feasible, min_iou - iou, 0.0)
+    r, c = linear_sum_assignment(cost)
+    keep = feasible[r, c]
+    return r[keep], c[keep]
+
+
+class ByteTracker:
+    """ByteTrack-class tracker. Feed :meth:`update` one :class:`Detections` per frame, in order.
+
+    ``update`` returns the **confirmed tracks matched on this frame** (lost tracks are not reported; a
+    track confirmed on this frame is). Besides that:
+
+    * :meth:`removed_ids`: confirmed ids whose track ended during the last ``update`` (lost for more than
+      ``max_lost`` frames) - each id exactly once, never seen again;
+    * :meth:`lost_ids`: confirmed ids currently lost but still remembered;
+    * :meth:`memory`: per-track first/last frame, hits and frames lost of every confirmed track held;
+    * :meth:`flush`: end every track (end of footage, camera switch) and return the confirmed ids ended.
+
+    Not thread-safe; one instance per camera stream.
+    """
+
+    def __init__(self, *, config: TrackerConfig | None = None) -> None:
+        self.config = config if config is not None else TrackerConfig()
+        self._state: F64 = np.zeros((0, _NFLOAT), np.float64)
+        self._ints: npt.NDArray[np.int64] = np.zeros((0, _NINT), np.int64)
+        self._frame = 0
+        self._next_id = 1
+        self._removed: IntArray = _NO_IDS
+
+    @property
+    def frame(self) -> int:
+        """Number of frames processed; the 1-based number of the frame last passed to :meth:`update`."""
+        return self._frame
+
+    def update(self, dets: Detections) -> Tracks:
+        """Advance one frame with this frame's detections (possibly none) and return the visible tracks."""
+        cfg = self.config
+        self._frame += 1
+        frame = self._frame
+        n_tracks = self._ints.shape[0]
+        if n_tracks:
+            self._predict()
+
+        scores = dets.scores
+        boxes = dets.xyxy
+        high = np.flatnonzero(scores >= cfg.high_score)
+        matched = np.zeros(n_tracks, np.bool_)
+        used_high = np.zeros(high.size, np.bool_)
+
+        if n_tracks and scores.size:
+            low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+            track_boxes = _xyxy(self._state[:, _POS])
+            t1, d1 = _NO_INDEX, _NO_INDEX
+            t2, d2 = _NO_INDEX, _NO_INDEX
+            if high.size:
+                # Stage 1: confident detections against every track, tracked, tentative or lost.
+                t1, c1 = _match(iou_matrix(track_boxes, boxes[high]), cfg.match_iou)
+                d1 = high[c1]
+                matched[t1] = True
+                used_high[c1] = True
+            if low.size:
+                # Stage 2: weak detections only extend tracks confirmed and seen on the previous frame;
+                # a lost track re-found by a low-score box is too often a different person.
+                ints = self._ints
+                cand = np.flatnonzero(~matched & (ints[:, _ID] > 0) & (ints[:, _MISSES] == 0))
+                if cand.size:
+                    r2, c2 = _match(iou_matrix(track_boxes[cand], boxes[low]), cfg.low_match_iou)
+                    t2, d2 = cand[r2], low[c2]
+                    matched[t2] = True
+            if t2.size:
+                t1 = np.concatenate((t1, t2))
+                d1 = np.concatenate((d1, d2))
+            if t1.size:
+                self._correct(t1, boxes[d1], scores[d1])
+
+        self._age(matched, frame)
+
+        new = high[~used_high]
+        new = new[scores[new] >= cfg.new_track_score]
+        if new.size:
+            self._start(boxes[new], scores[new], frame)
+
+        ints = self._ints
+        visible = np.flatnonzero((ints[:, _MISSES] == 0) & (ints[:, _ID] > 0))
+        if visible.size == 0:
+            return Tracks.empty()
+        state = self._state[visible]
+        return Tracks(
+            ints[visible, _ID].copy(),
+            _xyxy(state[:, _POS]).astype(np.float32),
+            state[:, _SCORE].astype(np.float32),
+        )
+
+    def removed_ids(self) -> IntArray:
+        """Confirmed ids whose tracks were removed during the most recent :meth:`update` (or :meth:`flush`)."""
+        return self._removed
+
+    def lost_ids(self) -> IntArray:
+        """Confirmed ids not matched on the last frame but still remembered (they may come back)."""
+        ints = self._ints
+        return ints[(ints[:, _ID] > 0) & (ints[:, _MISSES] > 0), _ID].copy()
+
+    def memory(self) -> TrackMemory:
+        """First/last frame, hits and frames lost of every confirmed track the tracker holds."""
+        ints = self._ints[self._ints[:, _ID] > 0]
+        return TrackMemory(
+            ids=ints[:, _ID].copy(),
+            first_frame=ints[:, _FIRST].copy(),
+            last_frame=ints[:, _LAST].copy(),
+            hits=ints[:, _HITS].copy(),
+            lost=ints[:, _MISSES].copy(),
+        )
+
+    def flush(self) -> IntArray:
+        """End all tracks now; return (and make :meth:`removed_ids` return) the confirmed ids ended.
+
+        The frame counter and id counter carry on, so ids are still never reused.
+        """
+        ids = self._ints[:, _ID]
+        self._removed = ids[ids > 0].copy()
+        self._state = self._state[:0]
+        self._ints = self._ints[:0]
+        return self._removed
+
+    # Kalman filter -------------------------------------------------------------------------------
+
+    def _predict(self) -> None:
+        """Constant-velocity prediction for every track, in place, on the 2x2 covariance blocks."""
+        s = self._state
+        coasting = self._ints[:, _MISSES] > 0
+        if coasting.any():
+            s[coasting, _SIZE_VEL] = 0.0
+        h = s[:, 3:4]
+        q_pos = np.square(self.config.position_noise * h)
+        q_vel = np.square(self.config.velocity_noise * h)
+        # x' = F x with F = [[1, 1], [0, 1]] per coordinate; P' = F P F^T + Q expands to the lines below
+        # (order matters: each line uses the entries not yet overwritten).
+        s[:, _POS] += s[:, _VEL]
+        s[:, _PP] += 2.0 * s[:, _PV] + s[:, _VV] + q_pos
+        s[:, _PV] += s[:, _VV]
+        s[:, _VV] += q_vel
+        # A shrinking box that coasts on its velocity must not turn inside out.
+        np.maximum(s[:, 2:4], 1.0, out=s[:, 2:4])
+
+    def _correct(self, rows: npt.NDArray[np.intp], xyxy: FloatArray, scores: FloatArray) -> None:
+        """Kalman update of tracks ``rows`` with detections ``xyxy`` (measurement H = [1, 0] per block)."""
+        sub = self._state[rows]
+        z = _cxcywh(xyxy)
+        r = np.square(self.config.measurement_noise * sub[:, 3:4])
+        pp = sub[:, _PP]
+        pv = sub[:, _PV]
+        innovation_var = pp + r
+        k_pos = pp / innovation_var
+        k_vel = pv / innovation_var
+        residual = z - sub[:, _POS]
+        sub[:, _POS] += k_pos * residual
+        sub[:, _VEL] += k_vel * residual
+        # P' = (I - K H) P on each block; vv first, since it needs the old pv.
+        sub[:, _VV] -= k_vel * pv
+        one_minus_k = 1.0 - k_pos
+        sub[:, _PV] *= one_minus_k
+        sub[:, _PP] *= one_minus_k
+        sub[:, _SCORE] = scores
+        self._state[rows] = sub
+        ints = self._ints
+        ints[rows, _HITS] += 1
+        ints[rows, _LAST] = self._frame
+
+    # Track life cycle ----------------------------------------------------------------------------
+
+    def _age(self, matched: BoolArray, frame: int) -> None:
+        """Count misses, confirm tentative tracks with enough hits, remove expired tracks."""
+        if matched.size == 0:
+            self._removed = _NO_IDS
+            return
+        cfg = self.config
+        ints = self._ints
+        ints[:, _MISSES] = np.where(matched, 0, ints[:, _MISSES] + 1)
+        ids = ints[:, _ID]
+        tentative = ids == 0
+        confirm = tentative & matched & (ints[:, _HITS] >= cfg.min_hits)
+        n_confirm = int(np.count_nonzero(confirm))
+        if n_confirm:
+            ints[confirm, _ID] = np.arange(self._next_id, self._next_id + n_confirm)
+            self._next_id += n_confirm
+            tentative &= ~confirm
+        misses = ints[:, _MISSES]
+        expired = np.where(tentative, misses > cfg.tentative_max_misses, misses > cfg.max_lost)
+        if expired.any():
+            gone = ids[expired]
+            self._removed = gone[gone > 0].copy()
+            keep = ~expired
+            self._state = self._state[keep]
+            self._ints = ints[keep]
+        else:
+            self._removed = _NO_IDS
+
+    def _start(self, xyxy: FloatArray, scores: FloatArray, frame: int) -> None:
+        """Start tentative tracks (confirmed at once when ``min_hits`` is 1) from unmatched detections."""
+        n = xyxy.shape[0]
+        cfg = self.config
+        state = np.zeros((n, _NFLOAT), np.float64)
+        state[:, _POS] = _cxcywh(xyxy)
+        h = state[:, 3:4]
+        # Position is known to about the detector's accuracy, velocity not at all: a wide prior lets the
+        # first few matches set it.
+        state[:, _PP] = np.square(2.0 * cfg.position_noise * h)
+        state[:, _VV] = np.square(10.0 * cfg.velocity_noise * h)
+        state[:, _SCORE] = scores
+        ints = np.zeros((n, _NINT), np.int64)
+        ints[:, _HITS] = 1
+        ints[:, _FIRST] = frame
+        ints[:, _LAST] = frame
+        if cfg.min_hits <= 1:
+            ints[:, _ID] = np.arange(self._next_id, self._next_id + n)
+            self._next_id += n
+        self._state = np.concatenate((self._state, state))
+        self._ints = np.concatenate((self._ints, ints))
+
+
+def _cxcywh(xyxy: npt.NDArray[np.floating]) -> F64:
+    out = np.empty((xyxy.shape[0], 4), np.float64)
+    out[:, 2:] = xyxy[:, 2:] - xyxy[:, :2]
+    out[:, :2] = xyxy[:, :2] + 0.5 * out[:, 2:]
+    return out
+
+
+def _xyxy(cxcywh: F64) -> F64:
+    out = np.empty((cxcywh.shape[0], 4), np.float64)
+    half = 0.5 * cxcywh[:, 2:]
+    out[:, :2] = cxcywh[:, :2] - half
+    out[:, 2:] = cxcywh[:, :2] + half
+    return out
