@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -247,6 +249,12 @@ def test_mot17_seven_column_detections(shared_data: Path) -> None:
     path = footage(shared_data, "mot17_mini", "train", "MOT17-09-FRCNN", "det", "det.txt")
     detections = read_mot_detections(path)
     assert count_boxes(detections) == len(raw_rows(path))
+
+
+def test_reading_does_not_need_motmetrics() -> None:
+    # motmetrics is a bench/test extra; an edge device reading or writing MOT files must not import it.
+    code = "import sys, agents.footfall.mot; assert 'motmetrics' not in sys.modules and 'pandas' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
 
 
 def test_frame_number_conversions() -> None:

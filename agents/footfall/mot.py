@@ -71,6 +71,7 @@ __all__ = [
     "MOT_FIRST_FRAME",
     "PEDESTRIAN_CLASS",
     "GroundTruthFrame",
+    "IdBoxes",
     "MotFormatError",
     "MotScores",
     "count_boxes",
@@ -128,7 +129,9 @@ class _Boxes(Protocol):
     def xyxy(self) -> FloatArray: ...
 
 
-class _IdBoxes(Protocol):
+class IdBoxes(Protocol):
+    """Anything with per-frame ``ids`` and ``xyxy``: :class:`Tracks` or :class:`GroundTruthFrame`."""
+
     @property
     def ids(self) -> IntArray: ...
 
@@ -520,7 +523,7 @@ def _iou_distances(gt_xyxy: FloatArray, pred_xyxy: FloatArray, max_distance: flo
     return np.where(distance > max_distance, np.nan, distance)
 
 
-def _frame_ids(boxes: _IdBoxes | None, what: str, frame: int) -> tuple[IntArray, FloatArray]:
+def _frame_ids(boxes: IdBoxes | None, what: str, frame: int) -> tuple[IntArray, FloatArray]:
     if boxes is None:
         return np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
     ids = np.asarray(boxes.ids, np.int64).reshape(-1)
@@ -542,8 +545,8 @@ def _score_value(value: Any, kind: str) -> float | int:
 
 
 def score_tracks(
-    gt: Mapping[int, _IdBoxes],
-    predictions: Mapping[int, _IdBoxes],
+    gt: Mapping[int, IdBoxes],
+    predictions: Mapping[int, IdBoxes],
     *,
     iou_threshold: float = 0.5,
 ) -> MotScores:
