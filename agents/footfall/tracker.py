@@ -249,7 +249,7 @@ class ByteTracker:
             if t1.size:
                 self._correct(t1, boxes[d1], scores[d1])
 
-        self._age(matched, frame)
+        self._age(matched)
 
         new = high[~used_high]
         new = new[scores[new] >= cfg.new_track_score]
@@ -274,7 +274,8 @@ class ByteTracker:
     def lost_ids(self) -> IntArray:
         """Confirmed ids not matched on the last frame but still remembered (they may come back)."""
         ints = self._ints
-        return ints[(ints[:, _ID] > 0) & (ints[:, _MISSES] > 0), _ID].copy()
+        lost: IntArray = ints[(ints[:, _ID] > 0) & (ints[:, _MISSES] > 0), _ID]
+        return lost.copy()
 
     def memory(self) -> TrackMemory:
         """First/last frame, hits and frames lost of every confirmed track the tracker holds."""
@@ -344,7 +345,7 @@ class ByteTracker:
 
     # Track life cycle ----------------------------------------------------------------------------
 
-    def _age(self, matched: BoolArray, frame: int) -> None:
+    def _age(self, matched: BoolArray) -> None:
         """Count misses, confirm tentative tracks with enough hits, remove expired tracks."""
         if matched.size == 0:
             self._removed = _NO_IDS
