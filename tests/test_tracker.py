@@ -338,14 +338,23 @@ def clear_mot(gt: npt.NDArray[np.float64], outputs: list[Tracks], min_iou: float
     return {key: float(summary[key].iloc[0]) for key in ("mota", "idf1", "num_switches")}
 
 
-def test_pets09_public_detections(shared_data: Path) -> None:
-    seq = shared_data / "footage" / "pets09_s2l1"
+# MOT15 public detections are already cut at score 0.5 and most are above 0.9, so the default split
+# (tuned for raw detector scores) would send everything to stage 1. A higher split lets stage 2 carry the
+# uncertain boxes, as it would with a raw detector.
+PUBLIC_DET_CONFIG = TrackerConfig(high_score=0.7, new_track_score=0.8)
+
+
+def run_sequence(seq: Path, config: TrackerConfig) -> tuple[npt.NDArray[np.float64], list[Tracks]]:
     det = load_mot(seq / "det" / "det.txt")
     gt = load_mot(seq / "gt" / "gt.txt")
     gt = gt[gt[:, 6] != 0]  # flag 0: not considered by the benchmark
     n_frames = int(max(det[:, 0].max(), gt[:, 0].max()))
-    assert n_frames == 795
-    outputs = run(ByteTracker(), mot_frames(det, n_frames))
+    return gt, run(ByteTracker(config=config), mot_frames(det, n_frames))
+
+
+def test_pets09_public_detections(shared_data: Path) -> None:
+    gt, outputs = run_sequence(shared_data / "footage" / "pets09_s2l1", PUBLIC_DET_CONFIG)
+    assert len(outputs) == 795
     ids = all_ids(outputs)
     n_gt_ids = np.unique(gt[:, 1]).size
     assert n_gt_ids == 19
@@ -354,5 +363,17 @@ def test_pets09_public_detections(shared_data: Path) -> None:
     assert ids == set(range(1, len(ids) + 1))
     scores = clear_mot(gt, outputs)
     print(f"PETS09-S2L1 public det: {len(ids)} ids, MOTA {scores['mota']:.3f}, IDF1 {scores['idf1']:.3f}")
-    assert scores["mota"] > 0.5
-    assert scores["idf1"] > 0.35
+    # Measured: 50 ids, MOTA 0.646, IDF1 0.548. The detections alone (every box a new id) reach
+    # MOTA ~0.59 before id switches, so the tracker must remove false positives, not just link boxes.
+    assert scores["mota"] > 0.6
+    assert scores["idf1"] > 0.45
+
+
+def test_tud_campus_beats_the_reference_tracker(shared_data: Path) -> None:
+    gt, outputs = run_sequence(shared_data / "footage" / "tud_campus", PUBLIC_DET_CONFIG)
+    scores = clear_mot(gt, outputs)
+    ids = all_ids(outputs)
+    print(f"TUD-Campus public det: {len(ids)} ids, MOTA {scores['mota']:.3f}, IDF1 {scores['idf1']:.3f}")
+    # The reference output shipped with the data scores MOTA 0.526, IDF1 0.558 (data README).
+    assert scores["mota"] > 0.526
+    assert scores["idf1"] > 0.558
