@@ -161,6 +161,18 @@ def test_low_score_detection_does_not_revive_a_lost_track() -> None:
     assert tracker.lost_ids().tolist() == [1]
 
 
+def test_degenerate_and_nan_boxes_are_ignored() -> None:
+    rows = walker(1, range(10), (50, 200), (5, 0))
+    junk = np.array([[10, 10, 10, 50], [10, 10, 50, 5], [np.nan, 0, 10, 10]], np.float32)
+    frames = [
+        Detections(np.concatenate((d.xyxy, junk)), np.concatenate((d.scores, np.full(3, 0.9, np.float32))))
+        for d in to_frames(rows, 10)
+    ]
+    outputs = run(ByteTracker(), frames)
+    assert all_ids(outputs) == {1}
+    assert all(np.isfinite(t.xyxy).all() for t in outputs)
+
+
 def test_one_frame_false_positive_never_becomes_a_track() -> None:
     rows = walker(1, range(40), (50, 200), (5, 0))
     rows.append((15, 99, 400, 50, 440, 150, 0.95))
@@ -274,7 +286,8 @@ def test_iou_matrix() -> None:
     assert iou_matrix(a[:0], b).shape == (0, 2)
 
 
-boxes = st.tuples(st.floats(0, 300), st.floats(0, 300), st.floats(5, 80), st.floats(5, 150), st.floats(0.0, 1.0)).map(
+# Sizes include 0 and negative: detectors do emit degenerate boxes, and the tracker must ignore them.
+boxes = st.tuples(st.floats(0, 300), st.floats(0, 300), st.floats(-5, 80), st.floats(-5, 150), st.floats(0.0, 1.0)).map(
     lambda t: ((t[0], t[1], t[0] + t[2], t[1] + t[3]), t[4])
 )
 
@@ -293,6 +306,8 @@ def test_invariants_on_random_frames(scene: list[list[tuple[tuple[float, float, 
         assert all(i > 0 for i in ids)
         assert not ended & set(ids), "an ended id came back"
         assert len(tracks) <= len(dets)
+        assert np.isfinite(tracks.xyxy).all()
+        assert (tracks.xyxy[:, 2:] > tracks.xyxy[:, :2]).all()
         removed = set(tracker.removed_ids().tolist())
         assert not removed & ended, "an id was reported as ended twice"
         ended |= removed

@@ -244,12 +244,15 @@ class ByteTracker:
 
         scores = dets.scores
         boxes = dets.xyxy
-        high = np.flatnonzero(scores >= cfg.high_score)
+        # Empty or inverted boxes (and NaNs, which compare False) can never match (IoU 0 or NaN) and would
+        # only churn tentative tracks and Kalman state: drop them up front.
+        usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        high = np.flatnonzero(usable & (scores >= cfg.high_score))
         matched = np.zeros(n_tracks, np.bool_)
         used_high = np.zeros(high.size, np.bool_)
 
         if n_tracks and scores.size:
-            low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+            low = np.flatnonzero(usable & (scores >= cfg.low_score) & (scores < cfg.high_score))
             track_boxes = self._state[:, _POS] @ _TO_XYXY
             t1, d1 = _NO_INDEX, _NO_INDEX
             t2, d2 = _NO_INDEX, _NO_INDEX
