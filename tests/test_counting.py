@@ -302,6 +302,29 @@ def test_old_id_returning_after_hand_over_is_a_new_identity() -> None:
     assert sorted((e.track_id, e.visitor_id, e.new_visit) for e in crossings(updates)) == [(1, 2, True), (2, 1, True)]
 
 
+def test_bad_boxes_and_duplicate_ids_are_harmless() -> None:
+    counter = FootfallCounter(CounterConfig(lines=[line()]))
+    nan = Tracks(np.array([1], np.int64), np.array([[np.nan, 0, 10, 10]], np.float32), np.ones(1, np.float32))
+    events = []
+    for i, y in enumerate([60, 80, 120, 130]):
+        found = tracks({1: (100, y)})
+        twice = Tracks(np.repeat(found.ids, 2), np.repeat(found.xyxy, 2, axis=0), np.ones(2, np.float32))
+        events += counter.update(twice, i * DT).crossings
+        if i == 1:
+            events += counter.update(nan, (i + 0.5) * DT).crossings  # a NaN box: as if missing for a frame
+    assert [(e.direction, e.track_id) for e in events] == [("a_to_b", 1)]
+    assert counter.diagnostics() == {
+        "frames": 5,
+        "active_tracks": 1,
+        "lost_tracks": 0,
+        "visitors": 1,
+        "reassociations": 0,
+        "occupancy": {},
+    }
+    with pytest.raises(ValueError, match="frame_size"):
+        FootfallCounter(CounterConfig(lines=[line(coordinates="normalized", p1=(0, 0), p2=(1, 1))]), frame_size=(0, 0))
+
+
 # ---------------------------------------------------------------------------------------------------- zones
 
 SQUARE = [(0, 0), (100, 0), (100, 100), (0, 100)]
@@ -351,16 +374,28 @@ def test_zone_debounce_and_hysteresis() -> None:
     assert len(zone_events(run(no_hysteresis, edge)[1])) == 19
 
 
-def test_lost_track_leaves_the_zone_after_the_ttl_and_no_ghost_remains() -> None:
-    config = CounterConfig(zones=[ZoneConfig(name="z", polygon=SQUARE, min_frames=1)], track_ttl_s=1.0)
-    table = [*path(1, [(50, 50)] * 5), *[{}] * 15]
+def test_lost_track_leaves_the_zone_after_the_hold_and_no_ghost_remains() -> None:
+    config = CounterConfig(zones=[ZoneConfig(name="z", polygon=SQUARE, min_frames=1, lost_hold_s=1.0)])
+    table = [*path(1, [(50, 50)] * 5), *[{}] * 15, *path(1, [(50, 50)] * 2)]
     counter, updates = run(config, table)
-    occupancy = [u.zone_events[-1].occupancy for u in updates if u.zone_events]
-    assert occupancy == [1, 0]
-    exit_event = zone_events(updates)[-1]
-    assert exit_event.frame == 13  # the first frame more than 1 s after the last sighting (frame 4)
+    assert [(e.kind, e.frame, e.occupancy) for e in zone_events(updates)] == [
+        ("enter", 0, 1),
+        ("exit", 13, 0),  # the first frame more than 1 s after the last sighting (frame 4)
+        ("enter", 20, 1),  # the same id, back after the hold: a new stay
+    ]
+    exit_event = zone_events(updates)[1]
     assert (exit_event.left_t, exit_event.dwell_s) == (0.5, 0.5)
-    assert counter.occupancy() == {"z": 0}
+    assert counter.occupancy() == {"z": 1}
+    # Back within the hold: one continuous stay.
+    short_gap = [*path(1, [(50, 50)] * 5), *[{}] * 7, *path(1, [(50, 50)] * 2)]
+    counter, updates = run(config, short_gap)
+    assert [e.kind for e in zone_events(updates)] == ["enter"]
+    assert counter.inside("z") == {1: 0.0}
+    # A track forgotten altogether (track_ttl_s) leaves every zone whatever the hold.
+    forgetful = CounterConfig(
+        zones=[ZoneConfig(name="z", polygon=SQUARE, min_frames=1, lost_hold_s=9.0)], track_ttl_s=1.0
+    )
+    assert [e.frame for e in zone_events(run(forgetful, table[:20])[1])] == [0, 13]
 
 
 def test_zone_membership_survives_a_track_break() -> None:
@@ -386,6 +421,18 @@ def test_interval_aggregation_boundaries() -> None:
     [first] = agg.add(CounterUpdate(60.0, 2, [crossing(60.0)], []))  # 60.0 opens [60, 120) and closes [0, 60)
     assert first == LineInterval("door", 0.0, 60.0, 2, 1, 1, 1, frames=2, complete=True)
     assert first.record_id == "line/door/0"
+    assert first.as_dict() == {
+        "record_id": "line/door/0",
+        "line": "door",
+        "interval_start": 0.0,
+        "interval_end": 60.0,
+        "events_a_to_b": 2,
+        "events_b_to_a": 1,
+        "visits_a_to_b": 1,
+        "visits_b_to_a": 1,
+        "frames": 2,
+        "complete": True,
+    }
     # Nothing observed in [120, 180): no record for it (not a zero).
     [second] = agg.add(CounterUpdate(185.0, 3, [], []))
     assert isinstance(second, LineInterval)

@@ -14,7 +14,7 @@ are all about what that does in a real doorway:
 * a person walking *along* the line (PETS09's y=300 path) changes side with every pixel of jitter;
 * an id switch near the line counts the same person twice (OpenDataCam #204: +400 counts in 4 hours);
 * unconfirmed tracks (``tracker_id == -1``) are merged into one and inflate counts 7/9 -> 97/95 (supervision #2578);
-* a line near the frame edge never counts because all four box corners had to change side (#1838);
+* a line near the frame edge never counts because all four box corners had to change side (supervision #1838);
 * a track lost inside a zone leaves a ghost occupant (supervision #1855, Frigate #5311).
 
 So this module separates two quantities and makes each one robust:
@@ -32,7 +32,10 @@ on the way:
   previous side. Jitter inside the band and walking along the line therefore count nothing, and a real
   crossing is counted once, on the first frame the anchor is clearly across (at the cost of that small delay).
   With ``hysteresis_px = 0`` the rule is exact: the anchor must change sign strictly (landing exactly on the
-  line is not a change), which is the rule of the PETS09 ``line_counts.json`` ground truth.
+  line is not a change), which is the rule of the PETS09 ``line_counts.json`` ground truth. A distance band
+  rather than supervision's N-frame confirmation: at the 2-5 fps an edge sampler runs, a walker is across
+  the line in one or two frames, so confirmation frames cost real crossings, while a band costs nothing
+  but a few pixels of delay.
 * Segment: between two consecutive committed samples of opposite sides the anchor path (straight between
   consecutive frames) crosses the infinite line one or more times; the event counts only if at least one of
   those crossing points lies on the segment P1-P2. Walking round the end of a short line changes the
@@ -54,7 +57,8 @@ sliding), which keeps the count bounded and easy to explain.
 
 **Identities survive track breaks.** A tracker that loses a person (occlusion, a missed detection) and
 re-finds them under a new id must not make a new visitor. The counter keeps a track's state for
-``track_ttl_s`` after it was last seen:
+``track_ttl_s`` after it was last seen (default 5 s: set it at least as long as the tracker keeps lost
+tracks, e.g. ByteTrack's 30 frames at 7 fps = 4.3 s, so that a re-found id is never a stranger):
 
 * if the *same* id comes back within that time it simply continues (a crossing made while it was missing
   is still counted: the path is taken as straight between the last and the next sample);
@@ -73,29 +77,43 @@ re-finds them under a new id must not make a new visitor. The counter keeps a tr
 Visitor ids are the counter's own sequence (1, 2, ...), in order of first appearance: tracker ids can be
 reused (after a tracker restart, or the case above), visitor ids never are.
 
-Dedup memory is deliberately short (about a second): re-recognising a person who *left the scene* would
-need appearance features, which this privacy-first pipeline does not keep. Linking errs on the side of
-merging: a false link can lose a visit, never add one.
+Dedup memory is deliberately short (seconds): re-recognising a person who *left the scene* would need
+appearance features, which this privacy-first pipeline does not keep. A false link mostly merges two
+people (one visit lost, none added); it can add a crossing only when the successor appears across the line
+from the lost track, which is exactly the true mid-crossing break it exists for. On PETS09 with the
+project's tracker and public detections (8 px band), linking turns 53 visitors into 39 and, with an
+unlimited window, the visits of both lines land within one of the ground truth's unique ids per direction.
 
 **Zones** are polygons tested against the anchor. A track enters (or leaves) when its anchor has been
 inside (or outside) for ``min_frames`` consecutive frames, and, with ``hysteresis_px > 0``, at least that
 far from the boundary; times are back-dated to the first frame of that run. Occupancy is the number of
-identities inside. A track that disappears stays inside until ``track_ttl_s`` has passed (so a short
-occlusion neither drops nor double-counts a shopper), then leaves at its last sighting: no ghost
-occupants. Each exit carries ``entered_t``, ``left_t`` and ``dwell_s``.
+identities inside. A track that disappears stays inside for the zone's ``lost_hold_s`` (so a short
+occlusion neither drops nor double-counts a shopper; a successor id inherits the membership and the
+entry time), then leaves at its last sighting: no ghost occupants (supervision #1855). If the same id
+comes back later it enters again. Each exit carries ``entered_t``, ``left_t`` and ``dwell_s``.
 
 Coordinates are pixels of the frame the tracker saw, or normalised to 0..1 (then the counter needs the
 frame size). Thresholds (hysteresis) are always pixels.
 
+Usage::
+
+    counter = FootfallCounter(CounterConfig(lines=[LineConfig(name="door", p1=(0, 300), p2=(768, 300))]))
+    aggregator = IntervalAggregator.for_config(counter.config, interval_s=60)
+    for t, tracks in stream:                       # tracks: agents.footfall.types.Tracks
+        update = counter.update(tracks, t)         # update.crossings, update.zone_events
+        for record in aggregator.add(update):      # closed LineInterval / ZoneInterval records
+            publish(record.record_id, record.as_dict())
+    aggregator.feed(counter.close(t)); aggregator.flush()
+
 Cost: a frame is one ``tolist()`` per array and a Python loop over tracks and lines (no per-frame numpy
-calls on tiny arrays), well beyond 10,000 frames/s for six tracks and two lines on one core.
+calls on tiny arrays): about 100,000 frames/s for six tracks, two lines and a zone on one x86 core.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -111,8 +129,10 @@ __all__ = [
     "Direction",
     "FootfallCounter",
     "IntervalAggregator",
+    "IntervalRecord",
     "LineConfig",
     "LineInterval",
+    "LineTotals",
     "ZoneConfig",
     "ZoneEvent",
     "ZoneInterval",
@@ -195,6 +215,12 @@ class ZoneConfig(_StrictModel):
         0.0, ge=0, allow_inf_nan=False, description="Distance from the boundary needed to change state, pixels."
     )
     min_frames: int = Field(3, ge=1, description="Consecutive frames inside (outside) needed to enter (leave).")
+    lost_hold_s: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="A track no longer reported stays inside this long (at most track_ttl_s), then leaves.",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -211,7 +237,7 @@ class CounterConfig(_StrictModel):
     lines: list[LineConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
     track_ttl_s: float = Field(
-        1.0, ge=0, allow_inf_nan=False, description="How long a track that is no longer reported is remembered."
+        5.0, ge=0, allow_inf_nan=False, description="How long a track that is no longer reported is remembered."
     )
     reassociate: bool = Field(True, description="Let a new track id inherit a recently lost track's state.")
     reassociate_max_gap_s: float = Field(
@@ -336,8 +362,8 @@ _ZoneGeo = tuple[float, float, list[tuple[float, float, float, float]], float, f
 def _scale(point: tuple[float, float], coordinates: str, frame_size: tuple[int, int] | None) -> tuple[float, float]:
     if coordinates == "pixels":
         return float(point[0]), float(point[1])
-    if frame_size is None:
-        raise ValueError("normalized coordinates need frame_size=(width, height)")
+    if frame_size is None or not (frame_size[0] > 0 and frame_size[1] > 0):
+        raise ValueError(f"normalized coordinates need frame_size=(width, height) in pixels, got {frame_size}")
     return point[0] * frame_size[0], point[1] * frame_size[1]
 
 
@@ -390,10 +416,13 @@ class FootfallCounter:
             self._zone_geo.append(
                 (fx, fy, edges, min(xs), min(ys), max(xs), max(ys), zone.hysteresis_px, zone.min_frames)
             )
+        self._holds = [zone.lost_hold_s for zone in config.zones]
+        self._min_hold = min(self._holds, default=math.inf)
         self._active: dict[int, _Trail] = {}
         self._lost: dict[int, _Trail] = {}
         self._frame = 0
         self._visitors = 0
+        self._links = 0
         self._totals = [[0, 0, 0, 0] for _ in config.lines]
         self._occupancy = [0 for _ in config.zones]
 
@@ -411,6 +440,17 @@ class FootfallCounter:
     def occupancy(self) -> dict[str, int]:
         """Identities currently inside each zone (including briefly lost ones, see the module docstring)."""
         return dict(zip(self.zone_names, self._occupancy, strict=True))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """A plain dict for the field CLI and health reports."""
+        return {
+            "frames": self._frame,
+            "active_tracks": len(self._active),
+            "lost_tracks": len(self._lost),
+            "visitors": self._visitors,
+            "reassociations": self._links,
+            "occupancy": self.occupancy(),
+        }
 
     def identities(self) -> dict[int, int]:
         """Track id -> visitor id, for every track still remembered (seen, or lost less than the TTL ago)."""
@@ -439,6 +479,8 @@ class FootfallCounter:
         for tid, box in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
             if tid < 0:
                 continue  # unconfirmed: never merged into one pseudo-track (supervision #2578)
+            if not (box[2] >= box[0] and box[3] >= box[1]):
+                continue  # NaN or inverted box: as if not reported this frame
             trail = active.get(tid)
             if trail is None:
                 trail = lost.pop(tid, None)
@@ -457,7 +499,15 @@ class FootfallCounter:
             self._start(fresh, t, frame, crossings, zone_events)
         if lost:
             ttl = self.config.track_ttl_s
-            for tid in [tid for tid, trail in lost.items() if t - trail.last_t > ttl]:
+            hold = self._min_hold
+            expired = []
+            for tid, trail in lost.items():
+                age = t - trail.last_t
+                if age > ttl:
+                    expired.append(tid)
+                elif age > hold:
+                    self._forget(trail, t, frame, zone_events, age)
+            for tid in expired:
                 self._forget(lost.pop(tid), t, frame, zone_events)
         return CounterUpdate(t, frame, crossings, zone_events)
 
@@ -503,6 +553,7 @@ class FootfallCounter:
             for _, i, lid in pairs:
                 if i not in links and lid in self._lost:
                     links[i] = self._lost.pop(lid)
+            self._links += len(links)
         n_lines, n_zones = len(self._line_geo), len(self._zone_geo)
         for i, (tid, box) in enumerate(fresh):
             trail = links.get(i)
@@ -648,9 +699,10 @@ class FootfallCounter:
             )
         )
 
-    def _forget(self, trail: _Trail, t: float, frame: int, zone_events: list[ZoneEvent]) -> None:
+    def _forget(self, trail: _Trail, t: float, frame: int, zone_events: list[ZoneEvent], age: float = math.inf) -> None:
+        """Take a track out of the zones it is in (only those whose ``lost_hold_s`` is below ``age``)."""
         for zi, zs in enumerate(trail.zones):
-            if zs[0]:
+            if zs[0] and age > self._holds[zi]:
                 # Seen outside for a run too short to leave? It left when that run began.
                 self._leave(trail, zi, zs[2] if zs[1] else trail.last_t, t, frame, zone_events)
 
@@ -681,6 +733,9 @@ class LineInterval:
         """Stable id: the same line and interval always give the same id (idempotent upload)."""
         return f"line/{self.line}/{_ms(self.interval_start)}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, **asdict(self)}
+
 
 @dataclass(frozen=True, slots=True)
 class ZoneInterval:
@@ -703,6 +758,9 @@ class ZoneInterval:
     @property
     def record_id(self) -> str:
         return f"zone/{self.zone}/{_ms(self.interval_start)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, **asdict(self)}
 
 
 IntervalRecord = LineInterval | ZoneInterval
