@@ -173,6 +173,17 @@ def test_degenerate_and_nan_boxes_are_ignored() -> None:
     assert all(np.isfinite(t.xyxy).all() for t in outputs)
 
 
+def test_confirmed_track_beats_a_tentative_neighbour() -> None:
+    # A walker is detected off-centre on frame 10 (too far from its prediction to match, so a tentative
+    # track starts there) and half-way between on frame 11, nearer the tentative track. The established
+    # track is served first and keeps the person; the tentative track dies.
+    rows = [r for r in walker(1, range(30), (50, 200), (5, 0)) if r[0] not in (10, 11)]
+    rows += [(10, 1, 130.0, 200.0, 170.0, 300.0, 0.9), (11, 1, 120.0, 200.0, 160.0, 300.0, 0.9)]
+    outputs = run(ByteTracker(), to_frames(sorted(rows), 30))
+    assert all_ids(outputs) == {1}
+    assert outputs[11].ids.tolist() == [1]
+
+
 def test_one_frame_false_positive_never_becomes_a_track() -> None:
     rows = walker(1, range(40), (50, 200), (5, 0))
     rows.append((15, 99, 400, 50, 440, 150, 0.95))
@@ -268,6 +279,7 @@ def test_better_single_match_beats_two_poor_ones() -> None:
         {"low_score": 0.6, "high_score": 0.5},
         {"high_score": 0.7, "new_track_score": 0.6},
         {"match_iou": 1.0},
+        {"tentative_match_iou": -0.1},
         {"min_hits": 0},
         {"max_lost": -1},
         {"velocity_noise": 0.0},
