@@ -215,7 +215,8 @@ class ByteTracker:
       ``max_lost`` frames) - each id exactly once, never seen again;
     * :meth:`lost_ids`: confirmed ids currently lost but still remembered;
     * :meth:`memory`: per-track first/last frame, hits and frames lost of every confirmed track held;
-    * :meth:`flush`: end every track (end of footage, camera switch) and return the confirmed ids ended.
+    * :meth:`flush`: end every track (end of footage, camera switch) and return the confirmed ids ended;
+    * :meth:`diagnostics`: counts of tracked, lost and tentative tracks and of ids issued.
 
     Not thread-safe; one instance per camera stream.
     """
@@ -343,6 +344,19 @@ class ByteTracker:
             hits=ints[:, _HITS].copy(),
             lost=ints[:, _MISSES].copy(),
         )
+
+    def diagnostics(self) -> dict[str, int]:
+        """A plain dict for the field CLI and health reports (style guide principle 11)."""
+        ints = self._ints
+        confirmed = ints[:, _ID] > 0
+        lost = confirmed & (ints[:, _MISSES] > 0)
+        return {
+            "frames": self._frame,
+            "tracked": int(np.count_nonzero(confirmed)) - int(np.count_nonzero(lost)),
+            "lost": int(np.count_nonzero(lost)),
+            "tentative": int(ints.shape[0] - np.count_nonzero(confirmed)),
+            "ids_issued": self._next_id - 1,
+        }
 
     def flush(self) -> IntArray:
         """End all tracks now; return (and make :meth:`removed_ids` return) the confirmed ids ended.
