@@ -114,7 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench_uplink.add_argument("--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V311.value)
     bench_uplink.add_argument("--rounds", type=_positive_int, default=3, help="baseline/durable pairs (medians)")
     bench_uplink.add_argument("--json", action="store_true", help="print only the JSON object")
+    bench_footfall = bench_sub.add_parser(
+        "footfall", help="detect, track and count one video against the supervision baseline"
+    )
+    bench_footfall.add_argument("--video", type=Path, help="video file (.avi, .mp4, .mpg)")
+    bench_footfall.add_argument("--model", type=Path, help="ONNX person detector")
+    bench_footfall.add_argument("--detector", choices=["auto", "yolox", "ssd", "yolov8"], default="auto")
+    bench_footfall.add_argument("--line", type=_line, required=True, help="X1,Y1,X2,Y2 in pixels")
+    bench_footfall.add_argument("--gt", type=Path, help="MOT ground truth (gt.txt) for MOTA/IDF1")
+    bench_footfall.add_argument("--dets", type=Path, help="MOT detections instead of running the detector")
+    bench_footfall.add_argument("--fps", type=_positive_float, help="frame rate when the video does not say")
+    bench_footfall.add_argument("--score-threshold", type=float, help="detector or --dets score cut")
+    bench_footfall.add_argument("--threads", type=_positive_int, default=2, help="detector threads")
+    bench_footfall.add_argument("--hysteresis", type=float, default=8.0, help="line hysteresis band, pixels")
+    bench_footfall.add_argument("--visit-window", type=_positive_float, default=600.0, help="seconds")
+    bench_footfall.add_argument("--json", action="store_true", help="print only the JSON object")
     return parser
+
+
+def _line(text: str) -> tuple[float, float, float, float]:
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2, got {text!r}") from exc
+    if (x1, y1) == (x2, y2):
+        raise argparse.ArgumentTypeError("the line's two points must differ")
+    return x1, y1, x2, y2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,9 +246,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose, default=logging.WARNING)
+    if args.bench_command == "footfall":
+        return _bench_footfall(args)
     from agents.bench.uplink import run_uplink_bench
 
-    _setup_logging(args.verbose, default=logging.WARNING)
     result = asyncio.run(
         run_uplink_bench(
             args.broker,
@@ -238,6 +265,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def _bench_footfall(args: argparse.Namespace) -> int:
+    from agents.bench.footfall import FootfallBenchOptions, run_footfall_bench
+
+    try:
+        result = run_footfall_bench(
+            FootfallBenchOptions(
+                line=args.line,
+                video=args.video,
+                model=args.model,
+                detector_type=args.detector,
+                dets=args.dets,
+                gt=args.gt,
+                fps=args.fps,
+                score_threshold=args.score_threshold,
+                threads=args.threads,
+                hysteresis_px=args.hysteresis,
+                visit_window_s=args.visit_window,
+            )
+        )
+    except (ValueError, OSError) as exc:
+        print(f"storeedge bench footfall: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return EXIT_OK
 
 
