@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -42,6 +43,9 @@ class Scenario(BaseModel):
     duration_s: float = Field(20.0, gt=0)
     gateway: dict[str, Any] = Field(default_factory=dict, description="Merged into the gateway config.")
     drain_timeout_s: float = Field(10.0, ge=0)
+    ground_truth: dict[str, dict[str, dict[str, int]]] = Field(
+        default_factory=dict, description="camera -> line -> expected totals (events_/visits_a_to_b/b_to_a)."
+    )
 
 
 def builtin_scenarios() -> dict[str, str]:
@@ -66,10 +70,18 @@ def load_scenario(name_or_path: str | None) -> Scenario:
         if not path.is_file():
             raise ConfigError(f"no scenario {name_or_path!r}: not a file and not one of {', '.join(sorted(builtin))}")
         text, source = path.read_text(encoding="utf-8"), str(path)
+    text = text.replace("${SHARED_DATA}", str(shared_data_dir()))
     try:
         return Scenario.model_validate(yaml.safe_load(text) or {})
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{source}: invalid scenario: {exc}") from exc
+
+
+def shared_data_dir() -> Path:
+    """Models and footage for footage scenarios: ``$STOREEDGE_SHARED_DATA`` or ``../shared/data`` beside
+    the source tree (they are never copied into the repository)."""
+    override = os.environ.get("STOREEDGE_SHARED_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def gateway_config(scenario: Scenario, broker: BrokerUrl, state_dir: Path) -> GatewayConfig:
@@ -138,7 +150,11 @@ async def run_scenario(
                         await sink.session.wait_connected()
                     gateway_task = group.create_task(gateway.run(stop), name="sim:gateway")
                     with Live(console=console, refresh_per_second=4, transient=False) as live:
-                        while (elapsed := time.monotonic() - started) < duration and not gateway_task.done():
+                        while (
+                            (elapsed := time.monotonic() - started) < duration
+                            and not gateway_task.done()
+                            and not _footage_finished(gateway)
+                        ):
                             live.update(_progress_table(scenario, elapsed, duration, gateway, sink))
                             await asyncio.sleep(0.25)
                         stop.set()
@@ -157,6 +173,35 @@ async def run_scenario(
             finally:
                 sink.close()
     raise AssertionError("unreachable")
+
+
+def _footage_finished(gateway: Gateway) -> bool:
+    """True once every camera of the scenario has played its footage to the end."""
+    snapshot = gateway.snapshot().get("agents", {})
+    cameras = [agent for name, agent in snapshot.items() if name.startswith("footfall-")]
+    return bool(cameras) and all(agent["state"] == "finished" for agent in cameras)
+
+
+def footfall_report(scenario: Scenario, config: GatewayConfig, sink: CloudSink) -> dict[str, Any]:
+    """Per camera and line: totals of the interval records the cloud received, next to ground truth."""
+    report: dict[str, Any] = {}
+    for camera in config.cameras:
+        records = sink.store.stream_data(config.gateway_id, f"counts/{camera.name}")
+        lines: dict[str, Any] = {}
+        for line in camera.counting.lines:
+            keys = ("events_a_to_b", "events_b_to_a", "visits_a_to_b", "visits_b_to_a")
+            mine = [r for r in records if r.get("line") == line.name]
+            totals = {key: sum(int(r[key]) for r in mine) for key in keys}
+            entry: dict[str, Any] = {"measured": totals, "intervals": len(mine)}
+            expected = scenario.ground_truth.get(camera.name, {}).get(line.name)
+            if expected:
+                entry["ground_truth"] = expected
+                entry["error"] = {key: totals[key] - expected[key] for key in expected if key in totals}
+            lines[line.name] = entry
+        first_line = camera.counting.lines[0].name if camera.counting.lines else None
+        frames = sum(int(r["frames"]) for r in records if first_line and r.get("line") == first_line)
+        report[camera.name] = {"lines": lines, "frames_processed": frames}
+    return report
 
 
 def build_report(
@@ -184,6 +229,7 @@ def build_report(
             "backlog_at_end": stats.backlog_messages,
         },
         "cloud": sink_report,
+        "footfall": footfall_report(scenario, config, sink),
         "agents": gateway.snapshot().get("agents", {}),
     }
 
@@ -197,6 +243,20 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         table.add_row(key, str(up[key]))
     for name, agent in report["agents"].items():
         table.add_row(f"agent {name}", f"{agent['state']} (restarts {agent['restarts']})")
+    for camera, entry in report.get("footfall", {}).items():
+        for line, counts in entry["lines"].items():
+            measured = counts["measured"]
+            text = (
+                f"events {measured['events_a_to_b']}/{measured['events_b_to_a']}, "
+                f"visits {measured['visits_a_to_b']}/{measured['visits_b_to_a']}"
+            )
+            truth = counts.get("ground_truth")
+            if truth:
+                text += (
+                    f" (truth {truth.get('events_a_to_b')}/{truth.get('events_b_to_a')}, "
+                    f"{truth.get('visits_a_to_b')}/{truth.get('visits_b_to_a')})"
+                )
+            table.add_row(f"{camera} {line} a>b/b>a", text)
     for gateway, status in report["cloud"]["status"].items():
         table.add_row(f"status {gateway}", json.dumps(status))
     console.print(table)

@@ -170,6 +170,14 @@ class SinkStore:
                 )
             ]
 
+    def stream_data(self, gateway: str, stream: str) -> list[Any]:
+        """The ``data`` of every stored message of one stream, in order of first arrival."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT payload FROM messages WHERE gateway = ? AND stream = ? ORDER BY arrival", (gateway, stream)
+            ).fetchall()
+        return [json.loads(payload)["data"] for (payload,) in rows]
+
     def received_ids(self, gateway: str) -> set[int]:
         with self._lock:
             return {s for (s,) in self._db.execute("SELECT seq FROM messages WHERE gateway = ?", (gateway,))}

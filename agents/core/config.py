@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.core.errors import ConfigError
+from agents.footfall.config import CameraConfig
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -196,6 +197,16 @@ class GatewayConfig(StrictModel):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     loadgen: LoadgenConfig | None = None
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Footfall cameras (one agent each).")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [camera.name for camera in cameras]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        return cameras
 
     @property
     def outbox_path(self) -> Path:

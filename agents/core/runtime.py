@@ -94,6 +94,10 @@ class Gateway:
             self.commands, self.uplink = commands, uplink
             agents: list[Agent] = [uplink, commands]
             agents.append(HeartbeatAgent(config.heartbeat, outbox, self.snapshot))
+            if config.cameras:
+                from agents.footfall.agent import FootfallAgent
+
+                agents.extend(FootfallAgent(camera, outbox) for camera in config.cameras)
             if config.loadgen is not None:
                 from sim.loadgen import LoadgenAgent  # sim-only agent, imported only when configured
 

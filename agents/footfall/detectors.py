@@ -229,30 +229,31 @@ def nms(xyxy: FloatArray, scores: FloatArray, iou_threshold: float, *, max_detec
     """Greedy non-maximum suppression; indices of the kept boxes, highest score first.
 
     A box is suppressed when its IoU with an already kept, higher-scoring box is **greater than**
-    ``iou_threshold`` (torchvision's rule). Each step is vectorised over the remaining boxes; ties keep the
-    lower index (stable sort).
+    ``iou_threshold`` (torchvision's rule); ties in score keep the lower index (stable sort). The pairwise
+    overlap test is one vectorised pass (``inter > t * union``, no division); the greedy walk then costs one
+    small numpy step per *kept* box. For the tens of candidates a frame has this is ~3x faster than the
+    classic per-step IoU loop (60 boxes: ~60 us instead of ~150 us).
     """
     n = int(scores.shape[0])
     if n == 0:
         return np.zeros((0,), np.int64)
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = (xyxy[:, i].astype(np.float32, copy=False) for i in range(4))
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    boxes = np.asarray(xyxy, np.float32)[order]
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    iw = np.clip(np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]), 0, None)
+    ih = np.clip(np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]), 0, None)
+    inter = iw * ih
+    overlaps = inter > np.float32(iou_threshold) * (area[:, None] + area[None, :] - inter)
     limit = n if max_detections is None else max_detections
     keep: list[int] = []
-    while order.size and len(keep) < limit:
-        i = int(order[0])
+    remaining = np.arange(n)
+    while remaining.size and len(keep) < limit:
+        i = int(remaining[0])
         keep.append(i)
-        rest = order[1:]
-        if rest.size == 0:
-            break
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, np.float32(1e-12)), 0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
+        rest = remaining[1:]
+        remaining = rest[~overlaps[i, rest]]
+    return order[np.asarray(keep, np.int64)].astype(np.int64, copy=False)
 
 
 def _clip_to_frame(xyxy: FloatArray, frame_hw: tuple[int, int]) -> FloatArray:
@@ -278,8 +279,14 @@ def yolo_anchor_count(input_hw: tuple[int, int], strides: Sequence[int] = YOLO_S
 # ------------------------------------------------------------------------------------------ sessions
 
 
-def session_options(threads: int) -> Any:
-    """``onnxruntime.SessionOptions`` for a small CPU box: ``threads`` intra-op, 1 inter-op, all graph opts."""
+def session_options(threads: int, *, spin: bool = False) -> Any:
+    """``onnxruntime.SessionOptions`` for a small CPU box: ``threads`` intra-op, 1 inter-op, all graph opts.
+
+    ``spin=False`` stops idle intra-op threads from busy-waiting for work. On a 2-core box shared with the
+    tracker and the other agents, spinning threads fight everything else for the cores: measured on vtest
+    with YOLOX-Nano, 2 threads, while other processes were busy, 32 fps with spinning vs 62 fps without, at
+    half the CPU time per frame. On an otherwise idle box spinning gains little (see the module docstring).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -287,17 +294,19 @@ def session_options(threads: int) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return opts
 
 
-def _open_session(kind: str, model: Path, threads: int) -> Any:
+def _open_session(kind: str, model: Path, threads: int, spin: bool) -> Any:
     import onnxruntime as ort
 
     path = Path(model).expanduser()
     if not path.is_file():
         raise ModelNotFoundError(f"{kind} model file not found: {path.resolve()}")
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        opts = session_options(threads, spin=spin)
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own (non-exported) exception types for bad files
         raise ModelShapeError(f"{kind} model {path} could not be loaded by onnxruntime: {exc}") from exc
 
@@ -403,7 +412,9 @@ class _OnnxDetector:
 
     kind = "onnx"
 
-    def __init__(self, model: Path | str, *, threads: int, score_threshold: float, max_detections: int) -> None:
+    def __init__(
+        self, model: Path | str, *, threads: int, spin: bool, score_threshold: float, max_detections: int
+    ) -> None:
         if not 0 <= score_threshold <= 1:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if threads < 1 or max_detections < 1:
@@ -412,7 +423,7 @@ class _OnnxDetector:
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
         self.threads = int(threads)
-        self._session = _open_session(self.kind, self.model_path, threads)
+        self._session = _open_session(self.kind, self.model_path, threads, spin)
         self._input_name: str = self._session.get_inputs()[0].name
 
     @property
@@ -441,12 +452,15 @@ class _YoloBase(_OnnxDetector):
         score_threshold: float,
         nms_iou: float,
         threads: int,
+        spin: bool,
         input_size: int | tuple[int, int] | None,
         max_detections: int,
     ) -> None:
         if not 0 < nms_iou <= 1:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
-        super().__init__(model, threads=threads, score_threshold=score_threshold, max_detections=max_detections)
+        super().__init__(
+            model, threads=threads, spin=spin, score_threshold=score_threshold, max_detections=max_detections
+        )
         self.nms_iou = float(nms_iou)
         self._input_hw = _resolve_input_hw(self.kind, self._session, input_size)
         outputs = self._session.get_outputs()
@@ -528,6 +542,7 @@ class YoloxDetector(_YoloBase):
         score_threshold: float = 0.3,
         nms_iou: float = 0.45,
         threads: int = 2,
+        spin: bool = False,
         input_size: int | tuple[int, int] | None = None,
         max_detections: int = 100,
     ) -> None:
@@ -536,6 +551,7 @@ class YoloxDetector(_YoloBase):
             score_threshold=score_threshold,
             nms_iou=nms_iou,
             threads=threads,
+            spin=spin,
             input_size=input_size,
             max_detections=max_detections,
         )
@@ -613,6 +629,7 @@ class Yolov8Detector(_YoloBase):
         score_threshold: float = 0.25,
         nms_iou: float = 0.7,
         threads: int = 2,
+        spin: bool = False,
         input_size: int | tuple[int, int] | None = None,
         max_detections: int = 100,
     ) -> None:
@@ -621,6 +638,7 @@ class Yolov8Detector(_YoloBase):
             score_threshold=score_threshold,
             nms_iou=nms_iou,
             threads=threads,
+            spin=spin,
             input_size=input_size,
             max_detections=max_detections,
         )
@@ -681,11 +699,14 @@ class SsdDetector(_OnnxDetector):
         *,
         score_threshold: float = 0.3,
         threads: int = 2,
+        spin: bool = False,
         input_size: int | None = 300,
         person_class: int = 1,
         max_detections: int = 100,
     ) -> None:
-        super().__init__(model, threads=threads, score_threshold=score_threshold, max_detections=max_detections)
+        super().__init__(
+            model, threads=threads, spin=spin, score_threshold=score_threshold, max_detections=max_detections
+        )
         self._side = input_size
         self.person_class = float(person_class)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -770,6 +791,9 @@ class _DetectorConfigBase(BaseModel):
     model: Path = Field(description="ONNX model file.")
     score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Minimum person score kept.")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads (inter-op is 1).")
+    spin: bool = Field(
+        False, description="Let idle onnxruntime threads busy-wait: off, so a shared 2-core box is not starved."
+    )
     max_detections: int = Field(100, ge=1, le=10_000, description="Most boxes returned per frame.")
 
 
@@ -836,6 +860,7 @@ def _build_yolox(cfg: YoloxConfig) -> PersonDetector:
         score_threshold=cfg.score_threshold,
         nms_iou=cfg.nms_iou,
         threads=cfg.threads,
+        spin=cfg.spin,
         input_size=cfg.input_size,
         max_detections=cfg.max_detections,
     )
@@ -847,6 +872,7 @@ def _build_yolov8(cfg: Yolov8Config) -> PersonDetector:
         score_threshold=cfg.score_threshold,
         nms_iou=cfg.nms_iou,
         threads=cfg.threads,
+        spin=cfg.spin,
         input_size=cfg.input_size,
         max_detections=cfg.max_detections,
     )
@@ -857,6 +883,7 @@ def _build_ssd(cfg: SsdConfig) -> PersonDetector:
         cfg.model,
         score_threshold=cfg.score_threshold,
         threads=cfg.threads,
+        spin=cfg.spin,
         input_size=cfg.input_size,
         person_class=cfg.person_class,
         max_detections=cfg.max_detections,

@@ -53,6 +53,7 @@ class SourceConfig(BaseModel):
     url: str = Field(description="File path, usb:N, rtsp://..., http(s)://...")
     sample_fps: float | None = Field(None, gt=0, le=120, description="Target frames per second (None = all).")
     realtime: bool = Field(False, description="Pace a file at its native frame rate, as if live (simulator).")
+    realtime_speed: float = Field(1.0, ge=0.1, le=100, description="With realtime: replay this many times faster.")
     loop: bool = Field(False, description="Restart a file at its end (simulator).")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
@@ -221,7 +222,7 @@ class FrameSource:
                 continue
             if self.config.realtime:
                 # Replay as if live: wait until this frame's moment.
-                delay = started + ts - time.monotonic()
+                delay = started + ts / self.config.realtime_speed - time.monotonic()
                 if delay > 0 and self._closed.wait(delay):
                     return
             self.stats.frames_delivered += 1
