@@ -270,6 +270,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench_footfall(args: argparse.Namespace) -> int:
     from agents.bench.footfall import FootfallBenchOptions, run_footfall_bench
+    from agents.footfall.sources import SourceError
 
     try:
         result = run_footfall_bench(
@@ -287,7 +288,7 @@ def _bench_footfall(args: argparse.Namespace) -> int:
                 visit_window_s=args.visit_window,
             )
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SourceError) as exc:
         print(f"storeedge bench footfall: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
