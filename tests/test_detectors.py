@@ -1,13 +1,15 @@
 """Person detectors: real models on PETS09 (vtest) against ground truth, a synthetic YOLOv8 graph with known
-boxes, load-time shape validation, and the letterbox / NMS / config helpers.
+boxes, a synthetic YOLOX head, load-time shape validation, and the letterbox / NMS / config helpers.
 
-The synthetic YOLOv8 graph (built here with ``onnx.helper``) returns constant candidates plus two whose class
-scores are *pixels of its input tensor*, so one test checks channel order (RGB), scaling (0..1), padding value
-(114) and centring of the letterbox as well as decoding, mapping back to the frame, the class filter and NMS.
+The synthetic YOLOv8 and YOLOX graphs (built here with ``onnx.helper``) return constant candidates plus a few
+whose scores are *pixels of their input tensor*, so one test checks channel order (RGB / BGR), scaling (0..1 /
+0..255), padding value (114) and placement of the letterbox (centred / top-left) as well as decoding, mapping
+back to the frame, the class filter and NMS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +208,10 @@ def test_detectors_handle_other_frame_sizes_and_views(
         assert len(det) >= 3
         small = np.asarray(cv2.resize(frame, (192, 144)), np.uint8)  # upscaled to the input by the letterbox
         _assert_within(detector.detect(small), small)
+    exact = frame[100:516, 200:616]  # a view that needs no resize: used as it is, padding-free
+    det = yolox.detect(exact)
+    np.testing.assert_array_equal(yolox._input.tensor[0], exact.transpose(2, 0, 1).astype(np.float32))
+    _assert_within(det, exact)
     # Back to the full frame after other sizes: the padding of the reused tensor must be rewritten.
     again = yolox.detect(frame)
     fresh_lb = letterbox(frame, (416, 416), centre=False)[0].transpose(2, 0, 1).astype(np.float32)
@@ -235,54 +241,49 @@ def test_detectors_satisfy_the_interface(yolox: YoloxDetector, ssd: SsdDetector)
     assert ssd.name == "ssd:ssdlite_person.onnx" and ssd.input_size == (300, 300)
 
 
-# ------------------------------------------------------------------------ synthetic YOLOv8 graph
+# ------------------------------------------------------------------------------ synthetic graphs
 
-V8_INPUT = 64  # square model input; N = 8*8 + 4*4 + 2*2 = 84 cells, 2 classes -> output [1, 6, 84]
-V8_CLASSES = 2
-
-
-def _static_candidates() -> npt.NDArray[np.float32]:
-    """``[1, 6, 82]`` columns: cx, cy, w, h (input pixels), score class 0 (person), score class 1."""
-    cols = np.zeros((82, 6), np.float32)
-    cols[0] = (16, 32, 16, 16, 0.9, 0.1)  # A: kept
-    cols[1] = (17, 32, 16, 16, 0.8, 0.1)  # B: IoU 0.88 with A -> suppressed by NMS
-    cols[2] = (48, 24, 8, 8, 0.6, 0.95)  # C: person score high but class 1 is better -> not a person
-    cols[3] = (48, 40, 8, 8, 0.2, 0.0)  # D: below the threshold
-    cols[4] = (60, 20, 16, 8, 0.5, 0.0)  # E: sticks out of the right edge -> clipped
-    return cols.T[None].copy()
+STUB_INPUT = 64  # square model input; N = 8*8 + 4*4 + 2*2 = 84 cells
+STUB_CELLS = 84
 
 
-def _yolov8_graph(path: Path) -> Path:
-    """A [1,3,64,64] -> [1,6,84] graph: static candidates plus two whose scores are input pixels.
+Tap = tuple[tuple[int, int, int], int, int, int, float]
+"""``(output index, input channel, y, x, scale)``: that output element is ``scale * images[0, c, y, x]``."""
 
-    Column 82 (F): box (32, 40, 8, 8), class scores = channels 0 and 1 (R, G) at input pixel (y=32, x=32),
-    which lies inside the letterboxed frame. Column 83 (G): box (8, 32, 8, 8), scores = channels 0 and 1 at
-    pixel (0, 0), which is padding.
+
+def _stub_model(path: Path, static: npt.NDArray[np.float32], taps: Sequence[Tap] = ()) -> Path:
+    """A ``[1, 3, 64, 64]`` float graph whose output is ``static`` plus, at each tap, an input pixel.
+
+    Every tap is ``Slice`` (one pixel) -> ``Reshape`` to rank 3 -> ``Mul`` by a scaled one-hot mask -> ``Add``,
+    so a test can put known boxes in the output and still see what the detector wrote into the input tensor.
     """
     inits = [
-        numpy_helper.from_array(_static_candidates(), "static"),
-        numpy_helper.from_array(np.array([[[32], [40], [8], [8]]], np.float32), "box_f"),
-        numpy_helper.from_array(np.array([[[8], [32], [8], [8]]], np.float32), "box_g"),
-        numpy_helper.from_array(np.array([0, 0, 32, 32], np.int64), "start_f"),
-        numpy_helper.from_array(np.array([1, 2, 33, 33], np.int64), "end_f"),
-        numpy_helper.from_array(np.array([0, 0, 0, 0], np.int64), "start_g"),
-        numpy_helper.from_array(np.array([1, 2, 1, 1], np.int64), "end_g"),
-        numpy_helper.from_array(np.array([1, 2, 1], np.int64), "col_shape"),
+        numpy_helper.from_array(static.astype(np.float32), "static"),
+        numpy_helper.from_array(np.array([1, 1, 1], np.int64), "rank3"),
     ]
-    nodes = [
-        helper.make_node("Slice", ["images", "start_f", "end_f"], ["pix_f"]),
-        helper.make_node("Reshape", ["pix_f", "col_shape"], ["score_f"]),
-        helper.make_node("Concat", ["box_f", "score_f"], ["col_f"], axis=1),
-        helper.make_node("Slice", ["images", "start_g", "end_g"], ["pix_g"]),
-        helper.make_node("Reshape", ["pix_g", "col_shape"], ["score_g"]),
-        helper.make_node("Concat", ["box_g", "score_g"], ["col_g"], axis=1),
-        helper.make_node("Concat", ["static", "col_f", "col_g"], ["output0"], axis=2),
-    ]
+    nodes = []
+    total = "static"
+    for k, (index, channel, y, x, scale) in enumerate(taps):
+        mask = np.zeros(static.shape, np.float32)
+        mask[index] = scale
+        inits += [
+            numpy_helper.from_array(np.array([0, channel, y, x], np.int64), f"start{k}"),
+            numpy_helper.from_array(np.array([1, channel + 1, y + 1, x + 1], np.int64), f"end{k}"),
+            numpy_helper.from_array(mask, f"mask{k}"),
+        ]
+        nodes += [
+            helper.make_node("Slice", ["images", f"start{k}", f"end{k}"], [f"pixel{k}"]),
+            helper.make_node("Reshape", [f"pixel{k}", "rank3"], [f"value{k}"]),
+            helper.make_node("Mul", [f"value{k}", f"mask{k}"], [f"term{k}"]),
+            helper.make_node("Add", [total, f"term{k}"], [f"sum{k}"]),
+        ]
+        total = f"sum{k}"
+    nodes.append(helper.make_node("Identity", [total], ["output0"]))
     graph = helper.make_graph(
         nodes,
-        "yolov8_stub",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, V8_INPUT, V8_INPUT])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + V8_CLASSES, 84])],
+        "detector_stub",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, STUB_INPUT, STUB_INPUT])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(static.shape))],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
@@ -291,23 +292,96 @@ def _yolov8_graph(path: Path) -> Path:
     return path
 
 
+def _yolov8_stub(path: Path) -> Path:
+    """Ultralytics layout ``[1, 4 + 2, 84]``: columns cx, cy, w, h (input pixels), score person, score class 1.
+
+    F (column 82) and G (83) take their class scores from input pixels: F from channels 0, 1 (R, G) at
+    (y=32, x=32), inside the letterboxed frame; G from the same channels at (0, 0), which is padding.
+    """
+    cols = np.zeros((STUB_CELLS, 6), np.float32)
+    cols[0] = (16, 32, 16, 16, 0.9, 0.1)  # A: kept
+    cols[1] = (17, 32, 16, 16, 0.8, 0.1)  # B: IoU 0.88 with A -> suppressed by NMS
+    cols[2] = (48, 24, 8, 8, 0.6, 0.95)  # C: person score high but class 1 is better -> not a person
+    cols[3] = (48, 40, 8, 8, 0.2, 0.0)  # D: below the threshold
+    cols[4] = (60, 20, 16, 8, 0.5, 0.0)  # E: sticks out of the right edge -> clipped
+    cols[82, :4] = (32, 40, 8, 8)  # F
+    cols[83, :4] = (8, 32, 8, 8)  # G
+    taps: list[Tap] = [((0, 4, 82), 0, 32, 32, 1.0), ((0, 5, 82), 1, 32, 32, 1.0)]
+    taps += [((0, 4, 83), 0, 0, 0, 1.0), ((0, 5, 83), 1, 0, 0, 1.0)]
+    return _stub_model(path, cols.T[None].copy(), taps)
+
+
+def _yolox_stub(path: Path) -> Path:
+    """YOLOX raw head ``[1, 84, 5 + 2]``: rows cx, cy (grid offsets), log w, log h, obj, person, class 1.
+
+    Rows: 0..63 stride 8 (8x8 grid), 64..79 stride 16 (4x4), 80..83 stride 32 (2x2), each row-major.
+    P (row 70 = stride 16, col 2, row 1) takes its objectness from channel 2 at (0, 0): red in BGR order,
+    inside the top-left letterboxed frame. Q (row 0) takes it from channel 0 at (63, 63), which is padding.
+    """
+    rows = np.zeros((STUB_CELLS, 7), np.float32)
+    rows[70] = (0.5, 0.5, np.log(2), np.log(2), 0, 0.9, 0.1)  # P: centre (40, 24), 32x32 in input pixels
+    rows[69] = (1.5, 0.5, np.log(2), np.log(2), 1.0, 0.5, 0.0)  # same box as P, score 0.5 -> NMS
+    rows[0] = (0.5, 0.5, 0, 0, 0, 1.0, 0.0)  # Q: centre (4, 4), 8x8
+    rows[83] = (0, 0, 0, 0, 0.9, 0.5, 0.6)  # class 1 is better -> not a person
+    rows[80] = (0.5, 0.5, 0, 0, 0.2, 1.0, 0.0)  # score 0.2 -> below the threshold
+    taps: list[Tap] = [((0, 70, 4), 2, 0, 0, 1 / 255), ((0, 0, 4), 0, 63, 63, 1 / 255)]
+    return _stub_model(path, rows[None].copy(), taps)
+
+
 @pytest.fixture(scope="module")
 def yolov8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _yolov8_graph(tmp_path_factory.mktemp("yolov8") / "stub.onnx")
+    return _yolov8_stub(tmp_path_factory.mktemp("stubs") / "yolov8_stub.onnx")
+
+
+@pytest.fixture(scope="module")
+def yolox_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _yolox_stub(tmp_path_factory.mktemp("stubs") / "yolox_stub.onnx")
+
+
+def _solid(bgr: tuple[int, int, int], h: int, w: int) -> Frame:
+    frame = np.empty((h, w, 3), np.uint8)
+    frame[...] = bgr
+    return frame
+
+
+def test_yolox_stub_decodes_grids_strides_and_the_top_left_letterbox(yolox_stub: Path) -> None:
+    det = YoloxDetector(yolox_stub)
+    assert det.input_size == (STUB_INPUT, STUB_INPUT)
+    # 128x96 red frame: r = 0.5, resized to 64x48 at the top-left; rows 48..63 of the input are padding.
+    out = det.detect(_solid((0, 0, 255), 96, 128))
+    # P: input (24, 8, 56, 40) / 0.5; Q: input (0, 0, 8, 8) / 0.5 with obj = 114/255 from the padding.
+    np.testing.assert_allclose(out.xyxy, [(48, 16, 112, 80), (0, 0, 16, 16)], atol=1e-4)
+    np.testing.assert_allclose(out.scores, [0.9, PAD_VALUE / 255], atol=1e-6)
+    # Blue in BGR order is channel 0: P's objectness (channel 2) is 0 now, so the box NMS suppressed under P
+    # (row 69: same box, score 0.5) comes through instead.
+    blue = det.detect(_solid((255, 0, 0), 96, 128))
+    np.testing.assert_allclose(blue.scores, [0.5, PAD_VALUE / 255], atol=1e-6)
+    np.testing.assert_allclose(blue.xyxy[0], (48, 16, 112, 80), atol=1e-4)
+
+
+def test_yolox_export_with_decoding_inside_is_refused(tmp_path: Path) -> None:
+    rows = np.zeros((STUB_CELLS, 85), np.float32)
+    start = 0
+    for stride in (8, 16, 32):
+        side = STUB_INPUT // stride
+        ys, xs = np.mgrid[0:side, 0:side]
+        rows[start : start + side * side, 0] = (xs.ravel() + 0.5) * stride  # pixel centres, not grid offsets
+        rows[start : start + side * side, 1] = (ys.ravel() + 0.5) * stride
+        start += side * side
+    with pytest.raises(ModelShapeError, match="decode_in_inference=True"):
+        YoloxDetector(_stub_model(tmp_path / "decoded.onnx", rows[None].copy()))
 
 
 def test_yolov8_stub_has_the_ultralytics_layout() -> None:
-    assert yolo_anchor_count((V8_INPUT, V8_INPUT)) == 84
+    assert yolo_anchor_count((STUB_INPUT, STUB_INPUT)) == STUB_CELLS
     assert yolo_anchor_count((640, 640)) == 8400 and yolo_anchor_count((416, 416)) == 3549
 
 
 def test_yolov8_decodes_maps_back_filters_and_suppresses(yolov8_model: Path) -> None:
     det = Yolov8Detector(yolov8_model)  # Ultralytics defaults: score 0.25, NMS IoU 0.7
-    assert det.input_size == (V8_INPUT, V8_INPUT)
+    assert det.input_size == (STUB_INPUT, STUB_INPUT)
     # A 128x64 pure red frame: r = 0.5, resized to 64x32, centred -> 16 rows of padding above and below.
-    frame = np.zeros((64, 128, 3), np.uint8)
-    frame[..., 2] = 255
-    out = det.detect(frame)
+    out = det.detect(_solid((0, 0, 255), 64, 128))
     pad = PAD_VALUE / 255
     expected_scores = [1.0, 0.9, 0.5, pad]  # F (red = R channel = 1.0), A, E, G (padding pixel = 114/255)
     expected_boxes = [
@@ -323,19 +397,15 @@ def test_yolov8_decodes_maps_back_filters_and_suppresses(yolov8_model: Path) -> 
 def test_yolov8_green_frame_is_not_a_person(yolov8_model: Path) -> None:
     """With a green frame the content pixel scores class 1 (G) = 1.0 and class 0 (R) = 0: F disappears."""
     det = Yolov8Detector(yolov8_model, nms_iou=0.95, score_threshold=0.3)
-    frame = np.zeros((64, 128, 3), np.uint8)
-    frame[..., 1] = 255
-    out = det.detect(frame)
+    out = det.detect(_solid((0, 255, 0), 64, 128))
     np.testing.assert_allclose(out.scores, [0.9, 0.8, 0.5, PAD_VALUE / 255], atol=1e-6)  # B kept at IoU 0.95
     assert out.xyxy[1].tolist() == pytest.approx([18, 16, 50, 48])
 
 
 def test_yolov8_config_and_factory(yolov8_model: Path) -> None:
     det = build_detector({"type": "yolov8", "model": str(yolov8_model), "threads": 1, "max_detections": 2})
-    assert isinstance(det, Yolov8Detector) and det.name == "yolov8:stub.onnx"
-    frame = np.zeros((64, 128, 3), np.uint8)
-    frame[..., 2] = 255
-    assert det.detect(frame).scores.tolist() == pytest.approx([1.0, 0.9])
+    assert isinstance(det, Yolov8Detector) and det.name == "yolov8:yolov8_stub.onnx"
+    assert det.detect(_solid((0, 0, 255), 64, 128)).scores.tolist() == pytest.approx([1.0, 0.9])
     with pytest.raises(ModelShapeError, match=r"expected input \[1, 3, 96, 96\] \(input_size\), found images"):
         build_detector({"type": "yolov8", "model": str(yolov8_model), "input_size": 96})
 

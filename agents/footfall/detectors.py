@@ -55,6 +55,7 @@ Errors::
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -438,7 +439,7 @@ class _OnnxDetector:
         return f"{type(self).__name__}(model={str(self.model_path)!r}, input_size={self.input_size})"
 
 
-class _YoloBase(_OnnxDetector):
+class _YoloBase(_OnnxDetector, ABC):
     """Letterboxed ``[1, 3, H, W]`` float input, box decoding and NMS done here."""
 
     centre = False
@@ -476,27 +477,36 @@ class _YoloBase(_OnnxDetector):
         # One run on a grey frame: checks the shape the model really returns (dynamic dims) and pays the
         # first-run allocation cost now instead of on the first camera frame.
         self._input.tensor.fill(PAD_VALUE * self.pixel_scale)
-        self._check_output_shape(list(self.infer().shape))
+        out = self.infer()
+        self._check_output_shape(list(out.shape))
+        self._check_output_values(out)
 
     @property
     def input_size(self) -> tuple[int, int]:
         return self._input_hw
 
+    @abstractmethod
     def _expected_output(self) -> str:
-        raise NotImplementedError
+        """The expected output shape, for error messages."""
 
     def _family_hint(self, outputs: Sequence[Any]) -> str:
+        if len(outputs) >= 3:
+            return " (several outputs: is this an SSD / TF Object Detection API export? use type: ssd)"
         return ""
 
+    @abstractmethod
     def _check_output_shape(self, shape: list[Any]) -> None:
-        raise NotImplementedError
+        """Raise :class:`ModelShapeError` unless ``shape`` (static dims, or a real output's) can be decoded."""
+
+    def _check_output_values(self, out: FloatArray) -> None:
+        """Raise :class:`ModelShapeError` when the warm-up output shows the wrong encoding."""
 
     def _prepare(self) -> None:
         """Precompute per-model constants after the shapes are known."""
 
+    @abstractmethod
     def _decode(self, out: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Candidate boxes (xyxy, network-input pixels) and person scores above the threshold."""
-        raise NotImplementedError
 
     def preprocess(self, frame_bgr: ImageArray) -> Letterbox:
         """Write ``frame_bgr`` into the preallocated input tensor; exposed for timing and tests."""
@@ -560,11 +570,6 @@ class YoloxDetector(_YoloBase):
         n = yolo_anchor_count(self._input_hw)
         return f"[1, {n}, 5 + classes] (85 for COCO)"
 
-    def _family_hint(self, outputs: Sequence[Any]) -> str:
-        if len(outputs) >= 3:
-            return " (several outputs: is this an SSD / TF Object Detection API export? use type: ssd)"
-        return ""
-
     def _check_output_shape(self, shape: list[Any]) -> None:
         n = yolo_anchor_count(self._input_hw)
         rows, cols = _static(shape[1]), _static(shape[2])
@@ -578,6 +583,19 @@ class YoloxDetector(_YoloBase):
             raise ModelShapeError(
                 f"yolox model: expected output shape {self._expected_output()} for a "
                 f"{self._input_hw[1]}x{self._input_hw[0]} input, found {_shape_str(shape)}{hint}"
+            )
+
+    def _check_output_values(self, out: FloatArray) -> None:
+        # A raw head predicts grid offsets of a few units (|x|, |y| <= ~4 on a blank frame for YOLOX-Nano);
+        # an export with decode_in_inference=True has the same shape but centres in pixels (up to the input
+        # size). Decoding those again would silently produce garbage boxes, so refuse them.
+        # Decoded centres of the last cells reach nearly the input size, so half of it separates the two.
+        largest = float(np.abs(out[0, :, :2]).max()) if out.size else 0.0
+        if largest > max(16.0, 0.5 * max(self._input_hw)):
+            raise ModelShapeError(
+                f"yolox model: expected a raw head (grid offsets, |cx|, |cy| of a few units), found box centres up"
+                f" to {largest:.0f} on a blank frame: the model looks exported with decode_in_inference=True;"
+                " re-export with it off"
             )
 
     def _prepare(self) -> None:
@@ -645,11 +663,6 @@ class Yolov8Detector(_YoloBase):
 
     def _expected_output(self) -> str:
         return "[1, 4 + classes, N] (84 x N for COCO)"
-
-    def _family_hint(self, outputs: Sequence[Any]) -> str:
-        if len(outputs) >= 3:
-            return " (several outputs: is this an SSD / TF Object Detection API export? use type: ssd)"
-        return ""
 
     def _check_output_shape(self, shape: list[Any]) -> None:
         chans, n = _static(shape[1]), _static(shape[2])
