@@ -251,11 +251,14 @@ Tap = tuple[tuple[int, int, int], int, int, int, float]
 """``(output index, input channel, y, x, scale)``: that output element is ``scale * images[0, c, y, x]``."""
 
 
-def _stub_model(path: Path, static: npt.NDArray[np.float32], taps: Sequence[Tap] = ()) -> Path:
+def _stub_model(
+    path: Path, static: npt.NDArray[np.float32], taps: Sequence[Tap] = (), *, dynamic: bool = False
+) -> Path:
     """A ``[1, 3, 64, 64]`` float graph whose output is ``static`` plus, at each tap, an input pixel.
 
     Every tap is ``Slice`` (one pixel) -> ``Reshape`` to rank 3 -> ``Mul`` by a scaled one-hot mask -> ``Add``,
     so a test can put known boxes in the output and still see what the detector wrote into the input tensor.
+    ``dynamic`` declares the input as ``[batch, 3, height, width]`` (like ``yolo export dynamic=True``).
     """
     inits = [
         numpy_helper.from_array(static.astype(np.float32), "static"),
@@ -279,11 +282,13 @@ def _stub_model(path: Path, static: npt.NDArray[np.float32], taps: Sequence[Tap]
         ]
         total = f"sum{k}"
     nodes.append(helper.make_node("Identity", [total], ["output0"]))
+    input_shape: list[int | str] = ["batch", 3, "height", "width"] if dynamic else [1, 3, STUB_INPUT, STUB_INPUT]
+    output_shape: list[int | str] = ["batch", static.shape[1], "anchors"] if dynamic else list(static.shape)
     graph = helper.make_graph(
         nodes,
         "detector_stub",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, STUB_INPUT, STUB_INPUT])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(static.shape))],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, output_shape)],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
@@ -292,7 +297,7 @@ def _stub_model(path: Path, static: npt.NDArray[np.float32], taps: Sequence[Tap]
     return path
 
 
-def _yolov8_stub(path: Path) -> Path:
+def _yolov8_stub(path: Path, *, dynamic: bool = False) -> Path:
     """Ultralytics layout ``[1, 4 + 2, 84]``: columns cx, cy, w, h (input pixels), score person, score class 1.
 
     F (column 82) and G (83) take their class scores from input pixels: F from channels 0, 1 (R, G) at
@@ -308,7 +313,7 @@ def _yolov8_stub(path: Path) -> Path:
     cols[83, :4] = (8, 32, 8, 8)  # G
     taps: list[Tap] = [((0, 4, 82), 0, 32, 32, 1.0), ((0, 5, 82), 1, 32, 32, 1.0)]
     taps += [((0, 4, 83), 0, 0, 0, 1.0), ((0, 5, 83), 1, 0, 0, 1.0)]
-    return _stub_model(path, cols.T[None].copy(), taps)
+    return _stub_model(path, cols.T[None].copy(), taps, dynamic=dynamic)
 
 
 def _yolox_stub(path: Path) -> Path:
@@ -408,6 +413,16 @@ def test_yolov8_config_and_factory(yolov8_model: Path) -> None:
     assert det.detect(_solid((0, 0, 255), 64, 128)).scores.tolist() == pytest.approx([1.0, 0.9])
     with pytest.raises(ModelShapeError, match=r"expected input \[1, 3, 96, 96\] \(input_size\), found images"):
         build_detector({"type": "yolov8", "model": str(yolov8_model), "input_size": 96})
+
+
+def test_yolov8_dynamic_export_needs_input_size(tmp_path: Path) -> None:
+    model = _yolov8_stub(tmp_path / "dynamic.onnx", dynamic=True)
+    with pytest.raises(
+        ModelShapeError, match=r"input images tensor\(float\) \[batch, 3, height, width\] has a dynamic"
+    ):
+        Yolov8Detector(model)
+    det = Yolov8Detector(model, input_size=STUB_INPUT)
+    assert det.detect(_solid((0, 0, 255), 64, 128)).scores.tolist() == pytest.approx([1.0, 0.9, 0.5, PAD_VALUE / 255])
 
 
 # ------------------------------------------------------------------------------- wrong models
