@@ -730,6 +730,8 @@ class SsdDetector(_OnnxDetector):
         super().__init__(
             model, threads=threads, spin=spin, score_threshold=score_threshold, max_detections=max_detections
         )
+        if input_size is not None and input_size < 1:
+            raise ValueError(f"input_size must be >= 1 or None, got {input_size}")
         self._side = input_size
         self.person_class = float(person_class)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -757,7 +759,7 @@ class SsdDetector(_OnnxDetector):
         self._resized: ImageArray = np.empty((0, 0, 3), np.uint8)
         # Warm-up run on a grey frame, which also checks the output shapes the graph really produces.
         side = self._side or 300
-        num, boxes, scores, classes = self._run(np.full((1, side, side, 3), PAD_VALUE, np.uint8))
+        _num, boxes, scores, classes = self._run(np.full((1, side, side, 3), PAD_VALUE, np.uint8))
         if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.shape != boxes.shape[:2] or classes.shape != scores.shape:
             raise ModelShapeError(
                 "ssd model: expected detection_boxes [1, K, 4], detection_scores [1, K], detection_classes [1, K],"
