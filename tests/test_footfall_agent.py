@@ -111,3 +111,22 @@ cameras:
 """
     with pytest.raises(ConfigError, match=r"cameras\.0\.source\.url \(line 6\)"):
         parse_config(text, "gw.yaml")
+
+
+def test_detector_field_error_points_at_its_line() -> None:
+    from agents.core.config import parse_config
+
+    text = """store_id: s1
+gateway_id: g1
+broker: {url: "mqtt://localhost"}
+cameras:
+  - name: door
+    source: {url: "usb:0"}
+    detector:
+      type: yolox
+      model: /m.onnx
+      score_threshold: 7
+    counting: {lines: []}
+"""
+    with pytest.raises(ConfigError, match=r"cameras\.0\.detector\.yolox\.score_threshold \(line 10\)"):
+        parse_config(text, "gw.yaml")

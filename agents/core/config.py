@@ -232,6 +232,10 @@ def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool
         if isinstance(node, yaml.MappingNode):
             pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
             if pair is None:
+                # A discriminated union adds its tag (e.g. "yolox") to the location: not a YAML key.
+                tag = next((v for k, v in node.value if getattr(k, "value", None) == "type"), None)
+                if isinstance(tag, yaml.ScalarNode) and tag.value == key:
+                    continue
                 return node
             if at_key and index == len(loc) - 1:
                 return pair[0]
