@@ -290,3 +290,27 @@ def test_default_template_is_a_data_file() -> None:
     assert set(template.required) == {"name", "price"}
     shown = {element.field for layout in template.layouts for element in layout.elements}
     assert shown == {"name", "price", "old_price", "unit_price", "ean13", "qr", "out_of_stock"}
+
+
+def test_text_the_font_cannot_draw_is_refused_not_printed_as_boxes() -> None:
+    with pytest.raises(
+        LabelFieldsError, match=r"name: font 'dejavu-sans-mono' has no glyph for '牛' \(U\+725B\), '奶' \(U\+5976\)"
+    ):
+        render_label({**FIELDS, "name": "Milk 牛奶"}, "296x128-bw")
+    # Latin-1, Latin Extended and Cyrillic are covered by DejaVu Sans Mono.
+    image = render_label({**FIELDS, "name": "Crème brûlée Łódź Молоко"}, "296x128-bw")
+    assert image.plane_array(0).any()
+
+
+def test_aileron_font_is_ascii_only(tmp_path: Path) -> None:
+    path = tmp_path / "aileron.yaml"
+    path.write_text(TEMPLATE.replace("name: tiny", "name: tiny\nfont: aileron"))
+    template = load_template(path)
+    assert render_label({"name": "Tea", "qr": "T1"}, "200x200-bw", template).plane_array(0).any()
+    with pytest.raises(LabelFieldsError, match="name: font 'aileron' has no glyph for 'é'"):
+        render_label({"name": "Café", "qr": "T1"}, "200x200-bw", template)
+
+
+def test_zero_price_is_a_price_not_a_missing_field() -> None:
+    image = render_label({"name": "Free sample", "price": 0}, "296x128-bw")
+    assert image.plane_array(0).any()

@@ -144,7 +144,7 @@ def parse_fields(fields: Mapping[str, Any] | LabelFields, required: tuple[str, .
                 else:
                     problems.setdefault(field, str(error["msg"]).removeprefix("Value error, "))
             raise LabelFieldsError(problems) from None
-    missing = {name: "missing required field" for name in required if getattr(parsed, name) in (None, False)}
+    missing = {name: "missing required field" for name in required if not _is_set(getattr(parsed, name))}
     if missing:
         raise LabelFieldsError(missing)
     return parsed
@@ -192,6 +192,7 @@ class PriceElement(_Element):
     format: str = Field("{symbol}{amount}", description="Uses {symbol}, {code} and {amount}.")
     decimal_separator: Literal[".", ","] = "."
     strike: bool = False
+    bold: bool = Field(False, description="Embolden with a 1-bit outline (the bundled font has no bold face).")
     min_size: int = Field(8, ge=6, le=200)
     max_size: int = Field(120, ge=6, le=400)
     align: Literal["left", "center", "right"] = "left"
@@ -413,16 +414,60 @@ def _truncate(line: str, font: _Font, width: int) -> str:
     return line.rstrip() + _ELLIPSIS
 
 
+def _glyph_signature(font: _Font, ch: str) -> bytes:
+    image = Image.new("1", (2 * int(font.size) + 8, 2 * int(font.size) + 8), 0)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    draw.text((4, 4), ch, font=font, fill=1)
+    return image.tobytes()
+
+
+@functools.cache
+def _has_glyph(font_name: str, ch: str) -> bool:
+    """Whether the font draws ``ch`` as something other than its missing-glyph box ("tofu")."""
+    font = _font(font_name, 16)
+    return _glyph_signature(font, ch) != _glyph_signature(font, "\U0010fffd")
+
+
+def _require_glyphs(text: str, font_name: str, field: str) -> None:
+    """Refuse text the font cannot draw, rather than print boxes on a shelf label."""
+    missing = list(dict.fromkeys(ch for ch in text if not ch.isspace() and not _has_glyph(font_name, ch)))
+    if missing:
+        shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing[:5])
+        raise LabelFieldsError({field: f"font {font_name!r} has no glyph for {shown}"})
+
+
+def _balance(text: str, font: _Font, width: int, lines: list[str]) -> list[str]:
+    """Re-wrap at the narrowest width that keeps the same number of lines, so a name breaks as
+    "Organic Whole Milk / 3.8% Fat 1 L" rather than leaving one word alone on the last line."""
+    if len(lines) < 2:
+        return lines
+    lo, hi = 1, width
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_wrap(text, font, mid)) <= len(lines):
+            hi = mid
+        else:
+            lo = mid + 1
+    return _wrap(text, font, lo)
+
+
+def _stroke(bold: bool, size: int) -> int:
+    return max(1, size // 28) if bold else 0
+
+
 def _fit_text(
-    text: str, font_name: str, width: int, height: int, max_lines: int, lo: int, hi: int
+    text: str, font_name: str, width: int, height: int, max_lines: int, lo: int, hi: int, bold: bool = False
 ) -> tuple[_Font, list[str]]:
     """Largest size in [lo, hi] at which the wrapped text fits; else the smallest size, truncated with '…'."""
     hi = max(lo, min(hi, height))
     for size in range(hi, lo - 1, -1):
         font = _font(font_name, size)
-        lines = _wrap(text, font, width)
-        if len(lines) <= max_lines and len(lines) * _line_height(font) <= height:
-            return font, lines
+        stroke = _stroke(bold, size)
+        lines = _wrap(text, font, width - 2 * stroke)
+        if len(lines) <= max_lines and len(lines) * _line_height(font) + 2 * stroke <= height:
+            return font, _balance(text, font, width - 2 * stroke, lines)
+
     font = _font(font_name, lo)
     fitting = max(1, min(max_lines, height // max(1, _line_height(font))))
     lines = _wrap(text, font, width)
@@ -465,9 +510,11 @@ def _draw_lines(
     align: str,
     fill: int,
     valign: Literal["top", "middle"] = "top",
+    stroke: int = 0,
 ) -> tuple[int, int, int, int]:
     """Draw lines in a box; return the union of their ink bounding boxes."""
     left, top, width, height = box
+    left, top, width, height = left + stroke, top + stroke, width - 2 * stroke, height - 2 * stroke
     line_h = _line_height(font)
     y = top if valign == "top" else top + max(0, (height - line_h * len(lines)) // 2)
     ink = [left + width, top + height, left, top]
@@ -479,8 +526,8 @@ def _draw_lines(
             x = left + width - length
         else:
             x = left
-        draw.text((int(x), y), line, font=font, fill=fill, anchor="la")
-        bbox = draw.textbbox((int(x), y), line, font=font, anchor="la")
+        draw.text((int(x), y), line, font=font, fill=fill, anchor="la", stroke_width=stroke, stroke_fill=fill)
+        bbox = draw.textbbox((int(x), y), line, font=font, anchor="la", stroke_width=stroke)
         ink = [
             min(ink[0], int(bbox[0])),
             min(ink[1], int(bbox[1])),
@@ -499,6 +546,7 @@ def _format_price(element: PriceElement, amount: Decimal, currency: str) -> str:
 
 def _draw_text(canvas: _Canvas, element: TextElement, value: str) -> None:
     box = canvas.box(element)
+    _require_glyphs(element.prefix + value, canvas.font_name, element.field)
     font, lines = _fit_text(
         element.prefix + value, canvas.font_name, box[2], box[3], element.max_lines, element.min_size, element.max_size
     )
@@ -508,9 +556,13 @@ def _draw_text(canvas: _Canvas, element: TextElement, value: str) -> None:
 def _draw_price(canvas: _Canvas, element: PriceElement, amount: Decimal, currency: str) -> None:
     box = canvas.box(element)
     text = _format_price(element, amount, currency)
-    font, lines = _fit_text(text, canvas.font_name, box[2], box[3], 1, element.min_size, element.max_size)
+    _require_glyphs(text, canvas.font_name, "currency")
+    font, lines = _fit_text(
+        text, canvas.font_name, box[2], box[3], 1, element.min_size, element.max_size, bold=element.bold
+    )
     draw = canvas.draw(element.colour)
-    x0, y0, x1, y1 = _draw_lines(draw, lines, font, box, element.align, fill=1, valign="middle")
+    stroke = _stroke(element.bold, int(font.size))
+    x0, y0, x1, y1 = _draw_lines(draw, lines, font, box, element.align, fill=1, valign="middle", stroke=stroke)
     if element.strike and x1 > x0:
         thickness = max(1, int(font.size) // 10)
         mid = (y0 + y1) // 2
@@ -566,6 +618,10 @@ def _draw_banner(canvas: _Canvas, element: BannerElement) -> None:
         ImageDraw.Draw(plane).rectangle(rect, fill=0)
     draw = canvas.draw(element.colour)
     draw.rectangle(rect, fill=1)
+    try:
+        _require_glyphs(element.text, canvas.font_name, element.field)
+    except LabelFieldsError as exc:
+        raise TemplateError(f"banner text: {exc.problems[element.field]}") from None
     pad = max(1, height // 8)
     inner = (left + pad, top + pad, width - 2 * pad, height - 2 * pad)
     font, lines = _fit_text(element.text, canvas.font_name, inner[2], inner[3], 1, 6, 200)
