@@ -59,9 +59,11 @@ fixed 4096-byte blocks of 99-byte parts.
 MicroPython
 -----------
 The core (:func:`cobs_encode`, :func:`cobs_decode`, :func:`crc16`, :func:`pack_frame`, :func:`unpack_frame`)
-uses only ``bytes``/``bytearray``, integers and ``struct`` and no dataclasses or enums, so the tag firmware can share
-it; the typed dataclasses (:class:`Frame`, :class:`ImageBlock`, ...) and the link-layer classes are thin wrappers on
-top, for the gateway.
+uses only ``bytes``/``bytearray``, integers and ``struct`` (no dataclasses, enums, typing or slice deletion), and
+the wire constants are plain ints (``FLAG_*``, ``PT_*``), so the tag firmware can share that subset verbatim; the typed
+dataclasses (:class:`Frame`, :class:`ImageBlock`, ...) and the link-layer classes are thin wrappers on top, for the
+gateway. This module as a whole is not importable under MicroPython (``dataclasses``, ``enum``, ``from __future__``);
+the firmware issue should move or copy the core functions into a shared MicroPython-compatible module.
 """
 
 from __future__ import annotations
@@ -375,10 +377,11 @@ class SerialFrameDecoder:
     def feed(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
         buffer = self._buffer
+        scanned = len(buffer)  # the buffer never holds a delimiter between calls: search only the new bytes
         buffer += data
         start = 0
         while True:
-            end = buffer.find(b"\x00", start)
+            end = buffer.find(b"\x00", max(start, scanned))
             if end < 0:
                 break
             chunk = bytes(buffer[start:end])
@@ -778,7 +781,9 @@ class ImageAssembler:
 
     A block of a different transfer (other image index, hash, size or block size) abandons the current one; a
     sender that restarts or resumes after a tag reset simply sends the blocks the latest :class:`BlockAck` reports
-    missing (:func:`blocks_to_send`).
+    missing (:func:`blocks_to_send`). The caller moves a completed :meth:`image` to its image store: the next
+    transfer starts from scratch. Blocks are kept in memory; persisting them (resume across a tag reset without
+    resending) is the firmware's business.
     """
 
     def __init__(self) -> None:

@@ -321,8 +321,8 @@ def test_decoder_garbage_injected_between_frames(frames: list[Frame], garbage: b
 # Link layer
 
 
-def _sender(**kwargs: float) -> LinkSender:
-    return LinkSender(rng=random.Random(1), **kwargs)  # type: ignore[arg-type]
+def _sender(ack_timeout: float = 0.1, max_timeout: float = 1.0) -> LinkSender:
+    return LinkSender(ack_timeout=ack_timeout, max_timeout=max_timeout, rng=random.Random(1))
 
 
 def test_sender_retransmission_timing_and_give_up() -> None:
