@@ -9,8 +9,13 @@ template) fails with an error that names the field.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +319,31 @@ def test_aileron_font_is_ascii_only(tmp_path: Path) -> None:
 def test_zero_price_is_a_price_not_a_missing_field() -> None:
     image = render_label({"name": "Free sample", "price": 0}, "296x128-bw")
     assert image.plane_array(0).any()
+
+
+@pytest.mark.parametrize("size", sorted({name.rsplit("-", 1)[0] for name in known_panels()}))
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_every_known_panel_renders_the_default_label(size: str, rotation: int) -> None:
+    panel = panel_by_name(f"{size}-bwr", rotation=rotation)
+    image = render_label(FIELDS, panel)
+    scale = 4 if max(panel.width, panel.height) <= 300 else 2
+    assert decode(image, scale) == {"QRCode": FIELDS["qr"], "EAN13": FIELDS["ean13"]}
+
+
+def test_same_bytes_in_a_fresh_interpreter() -> None:
+    """Determinism across runs: another process (other hash seed) renders the same planes and PNG."""
+    script = (
+        "import hashlib, io, json, sys\n"
+        "from agents.tags import render_label\n"
+        "image = render_label(json.loads(sys.argv[1]), '296x128-bwr')\n"
+        "png = io.BytesIO(); image.save_png(png)\n"
+        "print(image.content_hash(), hashlib.sha256(png.getvalue()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(FIELDS)], capture_output=True, text=True, env=env, check=True
+    )
+    image = render_label(FIELDS, "296x128-bwr")
+    png = io.BytesIO()
+    image.save_png(png)
+    assert result.stdout.split() == [image.content_hash(), hashlib.sha256(png.getvalue()).hexdigest()]

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import barcode  # type: ignore[import-untyped]
 import numpy as np
@@ -203,6 +203,8 @@ class BarcodeElement(_Element):
 
     type: Literal["barcode"]
     digits: bool = True
+    quiet_zone: int = Field(9, ge=1, le=15, description="White modules kept each side (EAN-13 asks 11 left, 7 right).")
+    min_quiet_zone: int = Field(4, ge=1, le=15, description="Narrowest quiet zone accepted on a narrow label.")
 
 
 class QrElement(_Element):
@@ -355,7 +357,7 @@ class LabelImage:
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
         return image
 
-    def save_png(self, path: str | os.PathLike[str], scale: int = 1) -> None:
+    def save_png(self, path: str | os.PathLike[str] | IO[bytes], scale: int = 1) -> None:
         """Write the preview as a PNG (deterministic bytes: no timestamps or text chunks)."""
         self.preview(scale).save(path, format="PNG", optimize=False)
 
@@ -453,7 +455,8 @@ def _balance(text: str, font: _Font, width: int, lines: list[str]) -> list[str]:
 
 
 def _stroke(bold: bool, size: int) -> int:
-    return max(1, size // 28) if bold else 0
+    """Outline width that emboldens ``size``-px text; none below 18 px, where it would fill the counters."""
+    return max(1, size // 28) if bold and size >= 18 else 0
 
 
 def _fit_text(
@@ -573,15 +576,22 @@ def _draw_barcode(canvas: _Canvas, element: BarcodeElement, code: str, panel: Pa
     left, top, width, height = canvas.box(element)
     symbology = barcode.EAN13(code[:12]) if len(code) == 13 else barcode.UPCA(code[:11])
     pattern: str = symbology.build()[0]
-    quiet = 9  # modules of white each side (EAN-13 asks for 11 left / 7 right; 9 both sides covers UPC-A too)
+    # Integer module width with the full quiet zone if it fits; on a very narrow label, 1-px modules
+    # with a quiet zone shrunk down to min_quiet_zone (the label's own white margin adds to it).
+    quiet = element.quiet_zone
+    while width // (len(pattern) + 2 * quiet) < 1 and quiet > element.min_quiet_zone:
+        quiet -= 1
     module = width // (len(pattern) + 2 * quiet)
     if module < 1:
-        raise LabelFieldsError({"ean13": f"barcode does not fit {width} px on panel {panel.name}"})
+        raise LabelFieldsError(
+            {element.field: f"barcode needs {len(pattern) + 2 * quiet} px, has {width} px on panel {panel.name}"}
+        )
     draw = canvas.draw(element.colour)
     digits_h = 0
-    if element.digits:
-        font = _font(canvas.font_name, max(6, min(16, height // 3)))
-        if height - _line_height(font) >= 12:
+    if element.digits and min(16, height // 3) >= 6:
+        # Human-readable digits under the bars, only when they fit whole and leave 12 px of bars.
+        font, lines = _fit_text(code, canvas.font_name, width, min(16, height // 3), 1, 6, 16)
+        if lines == [code] and height - _line_height(font) >= 12:
             digits_h = _line_height(font)
             text_box = (left, top + height - digits_h, width, digits_h)
             _draw_lines(draw, [code], font, text_box, "center", fill=1)
