@@ -639,3 +639,87 @@ def test_block_payload_decoders_raise_only_protocol_error(data: bytes) -> None:
             decode(data)
         except ProtocolError:
             pass
+
+
+class _Side:
+    """One end of the link in the end-to-end test: a decoder, a sender for its data and a receiver for the peer's."""
+
+    def __init__(self, seed: int) -> None:
+        self.decoder = SerialFrameDecoder()
+        self.sender = LinkSender(max_tries=50, ack_timeout=0.05, max_timeout=0.4, rng=random.Random(seed))
+        self.receiver = LinkReceiver()
+
+    def receive(self, wire: bytes, now: float) -> tuple[list[Frame], list[bytes]]:
+        """Feed bytes; return (delivered data frames, wire bytes of the replies to send back)."""
+        delivered: list[Frame] = []
+        replies: list[bytes] = []
+        for frame in self.decoder.feed(wire):
+            if frame.kind == FrameKind.DATA:
+                outcome = self.receiver.on_frame(frame)
+                if outcome.deliver is not None:
+                    delivered.append(outcome.deliver)
+                if outcome.reply is not None:
+                    replies.append(outcome.reply.encode())
+            else:
+                self.sender.on_frame(frame, now)
+        return delivered, replies
+
+
+def test_image_transfer_end_to_end_with_loss_corruption_and_tag_reset() -> None:
+    rng = random.Random(11)
+    image = _image(3000, seed=9)
+    blocks = split_image(image, image_index=1, block_size=96)
+
+    def channel(wire: bytes) -> bytes:
+        if rng.random() < 0.1:
+            return b""  # frame lost
+        data = bytearray(wire)
+        if rng.random() < 0.1:
+            data[rng.randrange(len(data))] = rng.randrange(256)  # a corrupted byte
+        if rng.random() < 0.05:
+            data[:0] = rng.randbytes(3)  # line noise before the frame
+        return bytes(data)
+
+    gateway, tag = _Side(1), _Side(2)
+    assembler = ImageAssembler()
+    last_ack: BlockAck | None = None
+    blocks_delivered = 0
+    reset_done = False
+    for block in blocks:
+        gateway.sender.submit(TAG, PayloadType.IMAGE_BLOCK, block.encode())
+    now = 0.0
+    rounds = 0
+    while True:
+        # Gateway -> tag.
+        for frame in gateway.sender.poll(now).transmit:
+            delivered, replies = tag.receive(channel(frame.encode(flush=True)), now)
+            for reply in replies:
+                gateway.receive(channel(reply), now)
+            for data in delivered:
+                ack = assembler.add(ImageBlock.decode(data.payload))
+                assert assembler.image() in (None, image)  # never a partial image
+                tag.sender.submit(TAG, PayloadType.BLOCK_ACK, ack.encode())
+                blocks_delivered += 1
+                if blocks_delivered == len(blocks) // 2 and not reset_done:
+                    assembler, tag = ImageAssembler(), _Side(3)  # tag reset mid-transfer: all state lost
+                    reset_done = True
+        # Tag -> gateway.
+        for frame in tag.sender.poll(now).transmit:
+            delivered, replies = gateway.receive(channel(frame.encode(flush=True)), now)
+            for reply in replies:
+                tag.receive(channel(reply), now)
+            for data in delivered:
+                last_ack = BlockAck.decode(data.payload)
+        if gateway.sender.idle and tag.sender.idle:
+            if last_ack is not None and last_ack.status == TransferStatus.COMPLETE:
+                break
+            rounds += 1
+            assert rounds < 20
+            for block in blocks_to_send(blocks, last_ack):  # resume: only what the tag says is missing
+                gateway.sender.submit(TAG, PayloadType.IMAGE_BLOCK, block.encode())
+        deadlines = [d for d in (gateway.sender.next_deadline(), tag.sender.next_deadline()) if d is not None]
+        now = min(deadlines) if deadlines else now
+    assert reset_done
+    assert assembler.image() == image
+    assert rounds >= 1  # the reset forced at least one resume round
+    assert gateway.decoder.dropped + tag.decoder.dropped > 0
