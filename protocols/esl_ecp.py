@@ -557,7 +557,9 @@ def decode_command(data: bytes) -> tuple[Command, bytes]:
     Raises :class:`UnknownOpcodeError` for an opcode that names no command (its ``length`` says how much to skip)
     and :class:`ProtocolError` for truncated input. Because every known opcode fixes its own length nibble, a
     length that does not match the command's layout shows up as an unknown opcode (protocols.md 1.3/1.4: the tag
-    answers such commands with an error).
+    answers such commands with an error). A tag handling a single ECP write should also check
+    ``len(write) == tlv_length(write[0])`` and answer Error Invalid Parameter(s) (0x06) otherwise, as Nordic's does
+    (protocols.md 1.4); here the extra bytes come back as ``rest``.
     """
     opcode, tlv, rest = _take(bytes(data), "command")
     esl_id = tlv[1]
