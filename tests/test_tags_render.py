@@ -279,6 +279,12 @@ def test_custom_template_file(tmp_path: Path) -> None:
         (TEMPLATE.replace("type: qr", "type: sparkle"), "sparkle"),
         (TEMPLATE.replace("[0, 0.5, 1, 0.5]", "[0, 0.5, 1.5, 0.5]"), "less than or equal to 1"),
         ("name: [unclosed", "cannot read template"),
+        (TEMPLATE.replace("max_lines: 1", "max_lines: 1, min_size: 30, max_size: 20"), "min_size 30 is larger"),
+        (TEMPLATE.replace("- elements:", "- min_aspect: 2\n    max_aspect: 1\n    elements:"), "min_aspect 2.0"),
+        (
+            TEMPLATE.replace("{type: qr, field: qr,", "{type: price, field: price, format: '{symbol.__class__}',"),
+            "format must use {amount}",
+        ),
     ],
 )
 def test_bad_template_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:

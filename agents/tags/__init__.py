@@ -36,6 +36,7 @@ from agents.tags.render import (
     TemplateError,
     default_template,
     load_template,
+    parse_fields,
     render_label,
 )
 
@@ -61,5 +62,6 @@ __all__ = [
     "known_panels",
     "load_template",
     "panel_by_name",
+    "parse_fields",
     "render_label",
 ]

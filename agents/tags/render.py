@@ -19,7 +19,12 @@ Why this shape:
   codes, ``python-barcode`` for the EAN-13 / UPC-A module pattern (we draw its bars with integer module
   widths so they stay crisp). The font is DejaVu Sans Mono, which ships inside ``python-barcode``
   (Bitstream Vera licence, DejaVu changes public domain; covers Latin-1, Latin Extended and the euro
-  and pound signs); ``font: aileron`` selects Pillow's built-in Aileron (CC0, ASCII only).
+  and pound signs); ``font: aileron`` selects Pillow's built-in Aileron (CC0, ASCII only). Text the
+  font has no glyph for is refused with the field's name instead of printing "tofu" boxes on a shelf.
+* **Fit, don't overflow.** Names wrap (balanced, so no lone word on the last line) and shrink down to
+  the element's ``min_size``, then truncate with an ellipsis; barcodes and QR codes use the largest
+  integer module size that fits, and a code that cannot fit at one pixel per module is an error
+  naming its field, never a silently unreadable code.
 
 Ink rules: an element draws into the plane of its ``colour`` (``accent`` falls back to black on a BW
 panel); a banner clears its box in every plane first and draws its text as white; where both planes
@@ -31,6 +36,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -173,6 +179,13 @@ class _Element(BaseModel):
     def field_names(self) -> list[str]:
         return [name for name in (self.field, self.when, self.unless) if name is not None]
 
+    @model_validator(mode="after")
+    def _check_sizes(self) -> _Element:
+        lo, hi = getattr(self, "min_size", 0), getattr(self, "max_size", 0)
+        if lo > hi:
+            raise ValueError(f"min_size {lo} is larger than max_size {hi}")
+        return self
+
 
 class TextElement(_Element):
     """Free text (name, unit price), wrapped to ``max_lines`` and shrunk down to ``min_size`` to fit."""
@@ -182,7 +195,7 @@ class TextElement(_Element):
     min_size: int = Field(8, ge=6, le=200)
     max_size: int = Field(40, ge=6, le=400)
     align: Literal["left", "center", "right"] = "left"
-    prefix: str = ""
+    prefix: str = Field("", max_length=20, description="Text drawn before the value, e.g. 'Art. '.")
 
 
 class PriceElement(_Element):
@@ -197,6 +210,15 @@ class PriceElement(_Element):
     max_size: int = Field(120, ge=6, le=400)
     align: Literal["left", "center", "right"] = "left"
 
+    @field_validator("format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        names = [name for _, name, spec, conv in string.Formatter().parse(value) if name is not None]
+        unknown = [name for name in names if name not in ("symbol", "code", "amount")]
+        if unknown or "amount" not in names:
+            raise ValueError(f"format must use {{amount}} and only {{symbol}}, {{code}}, {{amount}}; got {value!r}")
+        return value
+
 
 class BarcodeElement(_Element):
     """EAN-13 or UPC-A bars with integer module widths, digits underneath when there is room."""
@@ -205,6 +227,12 @@ class BarcodeElement(_Element):
     digits: bool = True
     quiet_zone: int = Field(9, ge=1, le=15, description="White modules kept each side (EAN-13 asks 11 left, 7 right).")
     min_quiet_zone: int = Field(4, ge=1, le=15, description="Narrowest quiet zone accepted on a narrow label.")
+
+    @model_validator(mode="after")
+    def _check_quiet_zones(self) -> BarcodeElement:
+        if self.min_quiet_zone > self.quiet_zone:
+            raise ValueError(f"min_quiet_zone {self.min_quiet_zone} is larger than quiet_zone {self.quiet_zone}")
+        return self
 
 
 class QrElement(_Element):
@@ -244,6 +272,12 @@ class Layout(BaseModel):
     min_aspect: float = Field(0.0, ge=0)
     max_aspect: float = Field(1000.0, gt=0)
     elements: list[Element] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Layout:
+        if self.min_aspect >= self.max_aspect:
+            raise ValueError(f"min_aspect {self.min_aspect} must be below max_aspect {self.max_aspect}")
+        return self
 
 
 class Template(BaseModel):
