@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.add_argument("--report-only", action="store_true", help="print the report of --db and exit")
     _add_tls_flags(cloud)
 
+    label = commands.add_parser("label", help="e-ink price labels")
+    label_sub = label.add_subparsers(dest="label_command", required=True, metavar="SUBCOMMAND")
+    render = label_sub.add_parser("render", help="render a label to a PNG preview")
+    render.add_argument("--template", type=Path, help="template YAML (default: the built-in price label)")
+    render.add_argument("--fields", required=True, help='JSON object, e.g. \'{"name": "Tea", "price": 2.49}\'')
+    render.add_argument("--panel", required=True, help="panel name, e.g. 296x128-bwr or 400x300-bw")
+    render.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    render.add_argument("--scale", type=_positive_int, default=1, help="integer zoom of the preview")
+
     sim = commands.add_parser("sim", help="the simulator")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
     sim_run = sim_sub.add_parser("run", help="run a simulator scenario")
@@ -150,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": _cmd_config,
             "cloud": _cmd_cloud,
             "sim": _cmd_sim,
+            "label": _cmd_label,
             "bench": _cmd_bench,
         }[args.command]
         return handler(args)
@@ -243,6 +253,30 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"report written to {args.report}")
     return EXIT_OK if report["uplink"]["lost"] == 0 else EXIT_FAIL
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from agents.tags.panels import UnknownPanelError
+    from agents.tags.render import LabelFieldsError, TemplateError, load_template, render_label
+
+    try:
+        fields = json.loads(args.fields)
+    except json.JSONDecodeError as exc:
+        print(f"storeedge label render: --fields is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(fields, dict):
+        print("storeedge label render: --fields must be a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        template = load_template(args.template) if args.template else None
+        image = render_label(fields, args.panel, template)
+    except (LabelFieldsError, TemplateError, UnknownPanelError, OSError) as exc:
+        print(f"storeedge label render: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image.save_png(args.out, scale=args.scale)
+    print(f"{args.out}: {args.panel}, content hash {image.content_hash()[:16]}")
+    return EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
