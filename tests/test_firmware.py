@@ -216,8 +216,9 @@ def test_gateway_talks_to_firmware_tag() -> None:
     ]
     not_available = esl_ecp.ErrorResponse(esl_ecp.ErrorCode.IMAGE_NOT_AVAILABLE)
     assert command(esl_ecp.DisplayImage(5, 0, 1)) == [not_available]
-    # Unassociate is not implemented by the firmware yet: answered as an unknown opcode.
-    assert command(esl_ecp.Unassociate(5)) == [esl_ecp.ErrorResponse(esl_ecp.ErrorCode.INVALID_OPCODE)]
+    # Timed commands are not implemented by the firmware yet: answered as an unknown opcode.
+    timed = esl_ecp.DisplayTimedImage(5, 0, 1, 1000)
+    assert command(timed) == [esl_ecp.ErrorResponse(esl_ecp.ErrorCode.INVALID_OPCODE)]
 
     image = bytes(range(16))  # two 16x4 planes
     blocks = esl_serial.split_image(image, image_index=1, block_size=5)

@@ -10,7 +10,10 @@ from esltag.images import ImageStore
 BROADCAST_ID = 0xFF
 
 OP_PING = 0x00
+OP_UNASSOCIATE = 0x01
 OP_SERVICE_RESET = 0x02
+OP_FACTORY_RESET = 0x03
+OP_UPDATE_COMPLETE = 0x04
 OP_READ_SENSOR = 0x10
 OP_REFRESH_DISPLAY = 0x11
 OP_DISPLAY_IMAGE = 0x20
@@ -23,6 +26,7 @@ RSP_DISPLAY_STATE = 0x11
 
 ERR_UNSPECIFIED = 0x01
 ERR_INVALID_OPCODE = 0x02
+ERR_INVALID_STATE = 0x03
 ERR_INVALID_IMAGE_INDEX = 0x04
 ERR_IMAGE_NOT_AVAILABLE = 0x05
 ERR_INVALID_PARAMETERS = 0x06
@@ -106,9 +110,23 @@ class CommandHandler:
         response = self._execute(opcode, tlv)
         return None if esl_id == BROADCAST_ID else response
 
-    def _execute(self, opcode: int, tlv: bytes) -> bytes:
+    def _execute(self, opcode: int, tlv: bytes) -> bytes | None:
         if opcode == OP_PING:
             return self.basic_state()
+        if opcode == OP_UNASSOCIATE:
+            self.flags &= ~FLAG_SYNCHRONIZED
+            return self.basic_state()
+        if opcode == OP_FACTORY_RESET:
+            if self.flags & FLAG_SYNCHRONIZED:
+                return error(ERR_INVALID_STATE)
+            self.images.clear()
+            self.image_index = -1
+            return None
+        if opcode == OP_UPDATE_COMPLETE:
+            if self.flags & FLAG_SYNCHRONIZED:
+                return error(ERR_INVALID_STATE)
+            self.flags |= FLAG_SYNCHRONIZED
+            return None
         if opcode == OP_SERVICE_RESET:
             self.flags &= ~FLAG_SERVICE_NEEDED
             return self.basic_state()

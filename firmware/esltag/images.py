@@ -53,6 +53,14 @@ class ImageStore:
     def has(self, index: int) -> bool:
         return index in self._images
 
+    def clear(self) -> None:
+        """Forget every image and the transfer in progress (factory reset)."""
+        self._images = {}
+        self._key = None
+        self._blocks = {}
+        self._count = 0
+        self._complete = False
+
     def missing(self) -> list[int]:
         return [index for index in range(self._count) if index not in self._blocks]
 

@@ -54,3 +54,16 @@ def test_unknown_opcode_and_truncated():
 
 def test_several_tlvs():
     assert _handler().handle(b"\x00\x05\x10\x05\x00") == b"\x10\x02\x00\x2e\x00\x86\x0b"
+
+
+def test_unassociate_factory_reset_update_complete():
+    handler = _handler()
+    for block in image_blocks(bytes(8), block_size=8):
+        handler.images.add_block(block)
+    assert handler.handle(b"\x03\x05") == b"\x00\x03"  # factory reset refused while synchronized
+    assert handler.handle(b"\x04\x05") == b"\x00\x03"
+    assert handler.handle(b"\x01\x05") == b"\x10\x00\x00"  # unassociated: not synchronized
+    assert handler.handle(b"\x03\x05") == b""
+    assert not handler.images.has(0)
+    assert handler.handle(b"\x04\x05") == b""
+    assert handler.handle(b"\x00\x05") == b"\x10\x02\x00"
