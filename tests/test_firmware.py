@@ -66,14 +66,15 @@ def images() -> ModuleType:
     return _firmware_module("esltag.images")
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the MicroPython webassembly port")
 def test_firmware_test_script_passes() -> None:
+    # No skip without Node: acceptance 3 needs the firmware tests to run on real MicroPython in CI.
+    assert shutil.which("node") is not None, "Node.js (>= 18) runs the MicroPython webassembly port"
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "firmware-test")],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=280,
         check=False,
     )
     output = result.stdout + result.stderr
