@@ -50,3 +50,21 @@ def test_broadcast_executed_silently():
     tag = _tag()
     out = frames(tag.feed(command_frame(5, b"\x00\xff", address=0x01FF, flags=link.FLAG_DATA | link.FLAG_NO_ACK)))
     assert out == []
+
+
+def test_fuzzed_frames_never_crash():
+    import random
+
+    random.seed(7)
+    tag = _tag()
+    for round_ in range(300):
+        # Valid frames for this tag with random payloads (any payload type), and raw random bytes.
+        size = random.getrandbits(5)
+        payload = bytes(random.getrandbits(8) for _ in range(size))
+        ptype = 1 + random.getrandbits(2) % 4
+        if random.getrandbits(1) and (ptype != link.PT_ECP_COMMAND or size):
+            tag.feed(link.encode_frame(link.FLAG_DATA, round_ & 0xFF, ADDRESS, ptype, payload))
+        else:
+            tag.feed(payload + b"\x00")
+    out = frames(tag.feed(command_frame(1, b"\x00\x05")))
+    assert out[-1][4][0] == 0x10  # still answers
