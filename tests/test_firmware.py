@@ -27,32 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 
 
-class _FakeFrameBuffer:
-    """Just enough of MicroPython's ``framebuf.FrameBuffer`` (MONO_HLSB) to run esltag.epaper under CPython."""
-
-    def __init__(self, buffer: bytearray, width: int, height: int, _format: int) -> None:
-        self.buffer = buffer
-        self.stride = (width + 7) // 8
-
-    def fill(self, colour: int) -> None:
-        self.buffer[:] = bytes([0xFF if colour else 0]) * len(self.buffer)
-
-    def pixel(self, x: int, y: int) -> int:
-        return self.buffer[y * self.stride + (x >> 3)] >> (7 - (x & 7)) & 1
-
-    def text(self, message: str, x: int, y: int, colour: int = 1) -> None:
-        """Fonts are not needed by these tests."""
-
-
 def _firmware_module(name: str) -> ModuleType:
     if str(FIRMWARE) not in sys.path:
         sys.path.insert(0, str(FIRMWARE))
-    try:
-        importlib.import_module("framebuf")
-    except ImportError:
-        fake = ModuleType("framebuf")
-        fake.__dict__.update(FrameBuffer=_FakeFrameBuffer, MONO_HLSB=0)
-        sys.modules["framebuf"] = fake
     return importlib.import_module(name)
 
 

@@ -6,7 +6,10 @@ wins). ``EPaper`` is virtual (keeps the framebuffers, counts refreshes); a real 
 overrides ``_push`` to send the planes over SPI.
 """
 
-import framebuf
+try:
+    import framebuf
+except ImportError:  # CPython host (simulator, tests): a pure-Python stand-in for the subset used here
+    from esltag import hostfb as framebuf  # type: ignore[no-redef]
 
 WHITE = 0
 BLACK = 1
