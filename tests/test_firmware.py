@@ -29,7 +29,7 @@ FIRMWARE = ROOT / "firmware"
 
 def _firmware_module(name: str) -> ModuleType:
     if str(FIRMWARE) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE))
+        sys.path.append(str(FIRMWARE))
     return importlib.import_module(name)
 
 
