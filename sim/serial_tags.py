@@ -253,9 +253,9 @@ class SimulatedSerialBus:
         del self._inbound[: end + 1]
         out = bytearray()
         with self._lock:
-            for chunk in self._split(complete):
+            for raw in self._split(complete):
                 self.frames_in += 1
-                chunk = self._faulty(chunk)
+                chunk = self._faulty(raw)
                 if not chunk:
                     continue
                 for tag in self.tags.values():

@@ -31,6 +31,7 @@ Concurrency: different tags on the bus are served in parallel (the link is stop-
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from typing import Any
 
 import serial
 
+from protocols.errors import ProtocolError
 from protocols.esl_ecp import (
     Command,
     DisplayImage,
@@ -63,6 +65,8 @@ from protocols.esl_serial import (
     image_hash,
     split_image,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ImageResult",
@@ -188,7 +192,7 @@ class SerialTagTransport:
                     self.image_bytes_sent += len(block.data)
                     try:
                         block_ack = BlockAck.decode(reply)
-                    except Exception:
+                    except ProtocolError:
                         continue
                     if (block_ack.image_index, block_ack.image_hash) != (block.image_index, block.image_hash):
                         continue
@@ -232,7 +236,9 @@ class SerialTagTransport:
         response, _ = decode_response(reply)
         return response
 
-    async def _request(self, address: EslAddress, payload_type: PayloadType, payload: bytes, expect: PayloadType) -> bytes:
+    async def _request(
+        self, address: EslAddress, payload_type: PayloadType, payload: bytes, expect: PayloadType
+    ) -> bytes:
         if self._closed:
             raise SerialTransportError("transport closed")
         for _attempt in range(self._request_attempts):
@@ -276,8 +282,9 @@ class SerialTagTransport:
         try:
             self._serial.write(data)
             self.bytes_written += len(data)
-        except Exception:  # the port went away: the link layer's time-outs report it per request
-            pass
+        except (OSError, serial.SerialException) as exc:
+            # the port went away: the link layer's time-outs report it per request
+            log.warning("serial write failed: %s", exc)
 
     def _on_result(self, result: SendResult) -> None:
         pending = self._by_token.get(result.token)
@@ -316,7 +323,8 @@ class SerialTagTransport:
         while not self._closing.is_set():
             try:
                 data = self._serial.read(4096)
-            except Exception:
+            except (OSError, serial.SerialException, TypeError) as exc:  # TypeError: port closed under the read
+                log.warning("serial read failed, reader stops: %s", exc)
                 return
             if not data:
                 continue
