@@ -204,11 +204,10 @@ class SerialTagTransport:
         if self._closed:
             return
         self._closed = True
-        self._pump_task.cancel()
-        try:
-            await self._pump_task
-        except asyncio.CancelledError:
-            pass
+        # stop the pump by flag, not by cancel: Python 3.11's wait_for can swallow a cancellation that races with
+        # the wake-up it is waiting for, which would leave close() waiting forever
+        self._wake.set()
+        await self._pump_task
         self._closing.set()
         await asyncio.to_thread(self._reader.join, 5)
         for pending in list(self._by_token.values()):
@@ -265,7 +264,7 @@ class SerialTagTransport:
     # Event-loop side of the link
 
     async def _pump(self) -> None:
-        while True:
+        while not self._closed:
             actions = self._sender.poll(time.monotonic())
             if actions.transmit:
                 self._write(b"".join(frame.encode() for frame in actions.transmit))
@@ -322,7 +321,10 @@ class SerialTagTransport:
     def _read_loop(self) -> None:
         while not self._closing.is_set():
             try:
-                data = self._serial.read(4096)
+                # read(n) waits for n bytes or the time-out: wait for one, then take whatever else is buffered
+                data = self._serial.read(1)
+                if data and self._serial.in_waiting:
+                    data += self._serial.read(self._serial.in_waiting)
             except (OSError, serial.SerialException, TypeError) as exc:  # TypeError: port closed under the read
                 log.warning("serial read failed, reader stops: %s", exc)
                 return
