@@ -30,6 +30,7 @@ import select
 import sys
 import threading
 import tty
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,20 @@ class VirtualEPaper(EPaper):  # type: ignore[misc]
 
 @dataclass
 class FaultConfig:
-    """Fault injection probabilities, applied per frame (drop) and per byte (corrupt), in both directions."""
+    """Fault injection, applied to the byte stream in both directions.
+
+    * ``corrupt_byte``: every byte independently corrupted (one flipped bit) with this probability;
+    * ``corrupt_burst_ratio``: this fraction of all bytes is corrupted in noise bursts of on average
+      ``burst_bytes`` bytes (each byte in a burst replaced by a random other value); gaps and burst lengths
+      are geometric, and a burst may run on into the next frame, as line noise does;
+    * ``corrupt_frame``: a frame gets one flipped bit at a random position with this probability;
+    * ``drop_frame``: a whole frame is lost with this probability.
+    """
 
     corrupt_byte: float = 0.0
+    corrupt_burst_ratio: float = 0.0
+    burst_bytes: float = 16.0
     corrupt_frame: float = 0.0
-    """Probability that a frame gets one corrupted byte (one flipped bit at a random position)."""
     drop_frame: float = 0.0
     seed: int | None = None
 
@@ -130,12 +140,15 @@ class SimulatedSerialBus:
         height: int = 152,
         planes: int = 1,
         faults: FaultConfig | None = None,
+        geometry: Mapping[EslAddress, tuple[int, int, int]] | None = None,
     ) -> None:
+        """``geometry`` gives (width, height, planes) per tag; the others get ``width``/``height``/``planes``."""
         self.faults = faults or FaultConfig()
         self._rng = random.Random(self.faults.seed)
         self.tags: dict[EslAddress, SimulatedTag] = {}
         for address in addresses:
-            display = VirtualEPaper(width, height, planes)
+            tag_width, tag_height, tag_planes = (geometry or {}).get(address, (width, height, planes))
+            display = VirtualEPaper(tag_width, tag_height, tag_planes)
             self.tags[address] = SimulatedTag(address, display, Tag(address.to_int(), display))
         self._lock = threading.Lock()
         self._master, self._slave = os.openpty()
@@ -149,7 +162,16 @@ class SimulatedSerialBus:
         self.frames_in = 0
         self.frames_dropped = 0
         self.bytes_corrupted = 0
+        self.bytes_total = 0
+        self.garbage_injected = 0
+        self._burst_left = 0
+        self._until_burst = self._gap()
         self._closed = False
+
+    @property
+    def corrupted_ratio(self) -> float:
+        """Fraction of the bytes on the line (both directions) that fault injection corrupted."""
+        return self.bytes_corrupted / self.bytes_total if self.bytes_total else 0.0
 
     def __enter__(self) -> SimulatedSerialBus:
         self.start()
@@ -212,13 +234,46 @@ class SimulatedSerialBus:
                 except OSError:
                     return
 
+    def inject_garbage(self, data: bytes) -> None:
+        """Write ``data`` to the gateway's side of the line as if noise or a babbling device had sent it."""
+        os.write(self._master, data)
+        self.garbage_injected += len(data)
+
+    def _gap(self) -> int:
+        """Bytes until the next noise burst starts (geometric; effectively never without burst noise)."""
+        faults = self.faults
+        if faults.corrupt_burst_ratio <= 0:
+            return 1 << 62
+        # bursts of mean length L covering a fraction r of the bytes: mean gap L * (1 - r) / r
+        mean_gap = faults.burst_bytes * (1 - faults.corrupt_burst_ratio) / faults.corrupt_burst_ratio
+        return 1 + int(self._rng.expovariate(1 / max(mean_gap, 1e-9)))
+
+    def _burst_noise(self, out: bytearray) -> None:
+        index = 0
+        while index < len(out):
+            if self._burst_left == 0:
+                step = min(self._until_burst, len(out) - index)
+                index += step
+                self._until_burst -= step
+                if self._until_burst == 0:
+                    self._burst_left = 1 + int(self._rng.expovariate(1 / max(self.faults.burst_bytes - 1, 1e-9)))
+                    self._until_burst = self._gap()
+                continue
+            out[index] ^= self._rng.randrange(1, 256)
+            self.bytes_corrupted += 1
+            self._burst_left -= 1
+            index += 1
+
     def _faulty(self, frame: bytes) -> bytes:
         """Apply fault injection to one delimited frame (delimiter included); b"" when dropped."""
         faults = self.faults
+        self.bytes_total += len(frame)
         if faults.drop_frame and self._rng.random() < faults.drop_frame:
             self.frames_dropped += 1
             return b""
         out = bytearray(frame)
+        if faults.corrupt_burst_ratio:
+            self._burst_noise(out)
         if faults.corrupt_frame and self._rng.random() < faults.corrupt_frame:
             out[self._rng.randrange(len(out))] ^= 1 << self._rng.randrange(8)
             self.bytes_corrupted += 1

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 
 from agents.core.errors import ConfigError
 from agents.footfall.config import CameraConfig
+from agents.tags.config import TagsConfig
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -198,6 +199,7 @@ class GatewayConfig(StrictModel):
     runtime: RuntimeConfig = RuntimeConfig()
     loadgen: LoadgenConfig | None = None
     cameras: list[CameraConfig] = Field(default_factory=list, description="Footfall cameras (one agent each).")
+    tags: TagsConfig | None = Field(None, description="E-ink tag buses and the tag service.")
 
     @field_validator("cameras")
     @classmethod

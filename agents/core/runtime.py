@@ -98,6 +98,14 @@ class Gateway:
                 from agents.footfall.agent import FootfallAgent
 
                 agents.extend(FootfallAgent(camera, outbox) for camera in config.cameras)
+            tag_service = None
+            if config.tags is not None:
+                from agents.tags.service import TagServiceAgent
+
+                store_path = config.tags.store_path or config.state_dir / "tags.sqlite3"
+                tag_service = TagServiceAgent(config.tags, outbox, store_path)
+                tag_service.register_commands(commands.register)
+                agents.append(tag_service)
             if config.loadgen is not None:
                 from sim.loadgen import LoadgenAgent  # sim-only agent, imported only when configured
 
@@ -124,6 +132,8 @@ class Gateway:
                     await self.supervisor.run(stop, grace_s=config.runtime.shutdown_grace_s)
                     writer.cancel()
             finally:
+                if tag_service is not None:
+                    await tag_service.aclose()
                 await commands.aclose()
                 await outbox.aclose()
         log.info("gateway %s stopped", config.gateway_id)

@@ -23,6 +23,13 @@ zlib payload (OEPL data type ``0x30``)
     in 4 KB of RAM. We compress at level 9; the decoder refuses any other window size or a size prefix
     that does not match, and never inflates more than the declared size (no zip bombs).
 
+Framebuffer layout (``framebuffer``)
+    What the serial tag firmware stores and blits (``framebuf.MONO_HLSB``): the same MSB-first row-major
+    packing, but every row starts on a byte boundary, so a plane is ``ceil(width / 8) * height`` bytes.
+    It equals ``raw`` when the width is a multiple of 8 (152, 200, 296, 400) and differs otherwise (250,
+    212). :func:`encode_framebuffer` converts, so the bytes the serial link carries are exactly the bytes
+    the tag's e-paper driver scans out.
+
 Content hash
     ``sha256`` over a version tag, the panel's native name (size and colour mode) and the raw planes.
     It is hashed from the raw planes, not the zlib bytes, so a different zlib build or level never
@@ -39,6 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from agents.tags.panels import Panel
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "decode_raw",
     "decode_zlib",
     "encode",
+    "encode_framebuffer",
     "encode_raw",
     "encode_zlib",
 ]
@@ -126,6 +136,17 @@ def decode_raw(panel: Panel, data: bytes) -> tuple[bytes, ...]:
             f"raw image for panel {panel.base_name} must be {size * panel.planes} bytes, got {len(data)}"
         )
     return tuple(data[i * size : (i + 1) * size] for i in range(panel.planes))
+
+
+def encode_framebuffer(panel: Panel, planes: Sequence[bytes]) -> bytes:
+    """The planes in the firmware's framebuffer layout (rows padded to whole bytes), black first."""
+    _check_planes(panel, planes)
+    count = panel.width * panel.height
+    out = []
+    for plane in planes:
+        bits = np.unpackbits(np.frombuffer(plane, dtype=np.uint8))[:count].reshape(panel.height, panel.width)
+        out.append(np.packbits(bits, axis=1).tobytes())
+    return b"".join(out)
 
 
 def encode_zlib(panel: Panel, planes: Sequence[bytes], level: int = 9) -> bytes:

@@ -369,6 +369,10 @@ class LabelImage:
         """The payload to send, with its hash."""
         return encoding.encode(self.panel, self.planes, kind)
 
+    def framebuffer(self) -> bytes:
+        """The planes in the serial tag firmware's layout, rows padded to bytes (``encoding.encode_framebuffer``)."""
+        return encoding.encode_framebuffer(self.panel, self.planes)
+
     def plane_array(self, index: int) -> np.ndarray:
         """One plane as a native ``(height, width)`` boolean array (True = ink)."""
         bits = np.unpackbits(np.frombuffer(self.planes[index], dtype=np.uint8))

@@ -46,6 +46,7 @@ from protocols.esl_ecp import (
     DisplayState,
     ErrorResponse,
     EslAddress,
+    Ping,
     Response,
     decode_response,
 )
@@ -163,8 +164,12 @@ class SerialTagTransport:
         async with self._limit, self._lock_for(address):
             return await self._command(address, command)
 
-    async def send_image(self, address: EslAddress, planes: bytes, *, image_index: int = 0) -> ImageResult:
-        """Transfer ``planes`` into image slot ``image_index`` with resume, then Display Image."""
+    async def send_image(
+        self, address: EslAddress, planes: bytes, *, image_index: int = 0, display: bool = True
+    ) -> ImageResult:
+        """Transfer ``planes`` into image slot ``image_index`` with resume, then (unless ``display`` is False, for a
+        timed display later) Display Image. ``ImageResult.response`` is the Display State, or the Basic State of a
+        ping that confirms the tag is still there when the image is only staged."""
         async with self._limit, self._lock_for(address):
             blocks = split_image(planes, image_index=image_index, block_size=self._block_size)
             ack: BlockAck | None = None
@@ -174,6 +179,9 @@ class SerialTagTransport:
             while True:
                 todo = blocks_to_send(blocks, ack)
                 if not todo:
+                    if not display:
+                        response = await self._command(address, Ping(address.esl_id))
+                        return ImageResult(address, image_hash(planes), sent, sent_bytes, passes, response)
                     response = await self._command(address, DisplayImage(address.esl_id, 0, image_index))
                     if isinstance(response, DisplayState):
                         return ImageResult(address, image_hash(planes), sent, sent_bytes, passes, response)
@@ -199,6 +207,13 @@ class SerialTagTransport:
                     ack = block_ack
                     if ack.status == TransferStatus.COMPLETE:
                         break
+
+    async def display_image(self, address: EslAddress, image_index: int) -> DisplayState:
+        """Show an image already stored in slot ``image_index``; TagRejectedError when the tag refuses."""
+        response = await self.send_command(address, DisplayImage(address.esl_id, 0, image_index))
+        if not isinstance(response, DisplayState):
+            raise TagRejectedError(f"tag {address} refused Display Image: {response}")
+        return response
 
     async def close(self) -> None:
         if self._closed:
