@@ -30,9 +30,11 @@ Design, and why each part is where it is:
   would survive. Everything typed while code runs is buffered (type-ahead), as a UART buffers it.
 
 What it does not model: baud rate and line errors, DTR/RTS resets, a hard reset (``machine.reset()`` behaves as
-``soft_reset``), ``input()``/stdin reads from the running program, mpremote ``mount`` (needs stdin), and output line
-endings in the raw REPL (stdout is passed through as the wasm port writes it, ``42\\n``; tracebacks and REPL text
-use ``\\r\\n`` as on boards; the friendly REPL converts ``\\n`` to ``\\r\\n`` for terminals).
+``soft_reset``), stdin reads from the running program (``sys.stdin`` is at EOF; ``input()`` waits until Ctrl-C),
+mpremote ``mount`` (needs stdin), ``main.py`` at power-on (only ``boot.py`` runs when the board starts; both run on
+a soft reset in the friendly REPL), and output line endings in the raw REPL (stdout is passed through as the wasm
+port writes it, ``42\\n``; tracebacks and REPL text use ``\\r\\n`` as on boards; the friendly REPL converts
+``\\n`` to ``\\r\\n`` for terminals).
 
 One worker thread does all pty and runtime I/O with ``select`` (no blocking call can stall it, and none runs on an
 event loop); ``stop()`` wakes it through a pipe, joins it, ends the Node process and closes every fd.
@@ -447,6 +449,11 @@ class VirtualBoard:
                 self._friendly_paste_byte(byte)
             else:
                 self._friendly_byte(byte)
+        if self._job not in (None, _Job.SOFT_RESET) and CTRL_C in self._input:
+            # Ctrl-C that arrived in the same read as the code it interrupts.
+            self._input.remove(CTRL_C)
+            self._interrupt()
+            self._process_input()
 
     def _raw_byte(self, byte: int) -> None:
         if byte == CTRL_A:

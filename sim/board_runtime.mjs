@@ -257,7 +257,9 @@ function hostTraceback(text) {
 }
 
 async function boot(runScripts, runMain) {
-  const mp = await loadMicroPython({ linebuffer: false, stdout: onOutput, stderr: onOutput });
+  // stdin: EOF. Without it the port reads this process's stdin, which carries the frame protocol; a program
+  // reading stdin (sys.stdin.read gets "", input() waits) is not modelled, Ctrl-C ends such a wait.
+  const mp = await loadMicroPython({ linebuffer: false, stdout: onOutput, stderr: onOutput, stdin: () => null });
   emptyRoot(mp.FS);
   loadFromHost(mp.FS);
   mp.FS.mkdir(SHIM_DIR);
