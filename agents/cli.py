@@ -245,14 +245,22 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     console = Console(stderr=True)
     report: dict[str, Any] = asyncio.run(
-        run_scenario(scenario, duration_s=args.duration, broker_url=args.broker, console=console)
+        run_scenario(
+            scenario,
+            duration_s=args.duration,
+            broker_url=args.broker,
+            console=console,
+            artifacts_dir=args.report.with_name(args.report.stem + "-previews") if args.report else None,
+        )
     )
     print_summary(report, Console())
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"report written to {args.report}")
-    return EXIT_OK if report["uplink"]["lost"] == 0 else EXIT_FAIL
+    tags = report.get("tags")
+    tags_ok = tags is None or (tags["applied"] == tags["total"] and not tags["errors"])
+    return EXIT_OK if report["uplink"]["lost"] == 0 and tags_ok else EXIT_FAIL
 
 
 def _cmd_label(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from agents.cloud.sink import CloudSink
 from agents.core.config import BrokerUrl, GatewayConfig
 from agents.core.errors import ConfigError
 from agents.core.runtime import Gateway
+from protocols.mqtt_v1 import GatewayTopics
 from sim.broker import EmbeddedBroker
+from sim.tag_fleet import TagFleet, TagsScenario
 
 
 class Scenario(BaseModel):
@@ -46,6 +49,7 @@ class Scenario(BaseModel):
     ground_truth: dict[str, dict[str, dict[str, int]]] = Field(
         default_factory=dict, description="camera -> line -> expected totals (events_/visits_a_to_b/b_to_a)."
     )
+    tags: TagsScenario | None = Field(None, description="Simulated serial tag buses and a price batch.")
 
 
 def builtin_scenarios() -> dict[str, str]:
@@ -84,11 +88,14 @@ def shared_data_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def gateway_config(scenario: Scenario, broker: BrokerUrl, state_dir: Path) -> GatewayConfig:
+def gateway_config(
+    scenario: Scenario, broker: BrokerUrl, state_dir: Path, extra: dict[str, Any] | None = None
+) -> GatewayConfig:
     data: dict[str, Any] = {
         "store_id": "sim-store-1",
         "gateway_id": "sim-gw-1",
         **scenario.gateway,
+        **(extra or {}),
         "state_dir": str(state_dir),
     }
     broker_section = dict(data.get("broker") or {})
@@ -128,35 +135,54 @@ async def run_scenario(
     broker_url: BrokerUrl | None = None,
     console: Console | None = None,
     workdir: Path | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``scenario`` and return the report (see the module docstring)."""
+    """Run ``scenario`` and return the report (see the module docstring). Files the report refers to (tag
+    e-paper previews) go to ``artifacts_dir``; without it none are written."""
     console = console or Console(stderr=True)
     duration = duration_s if duration_s is not None else scenario.duration_s
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="storeedge-sim-")))
+        fleet: TagFleet | None = None
+        extra: dict[str, Any] = {}
+        if scenario.tags is not None:
+            fleet = TagFleet(scenario.tags)
+            stack.callback(fleet.stop)
+            fleet.start()
+            extra["tags"] = fleet.gateway_section()
         async with contextlib.AsyncExitStack() as astack:
             if broker_url is None:
                 broker = await astack.enter_async_context(EmbeddedBroker())
                 broker_url = broker.url
-            config = gateway_config(scenario, broker_url, root / "gateway")
+            config = gateway_config(scenario, broker_url, root / "gateway", extra)
+            topics = GatewayTopics(config.store_id, config.gateway_id)
             sink = CloudSink(broker_url, root / "cloud.sqlite3", client_id=f"storeedge-sim-sink-{uuid.uuid4().hex[:8]}")
             gateway = Gateway(config)
             stop = asyncio.Event()
             started = time.monotonic()
+            tag_errors: list[str] = []
             try:
                 async with asyncio.TaskGroup() as group:
                     sink_task = group.create_task(sink.run(), name="sim:cloud-sink")
                     async with asyncio.timeout(15):
                         await sink.session.wait_connected()
                     gateway_task = group.create_task(gateway.run(stop), name="sim:gateway")
+                    fleet_task = None
+                    if fleet is not None:
+                        drive = fleet.drive(gateway, sink, topics, started + duration)
+                        fleet_task = group.create_task(_quietly(drive, tag_errors), name="sim:tag-fleet")
                     with Live(console=console, refresh_per_second=4, transient=False) as live:
                         while (
                             (elapsed := time.monotonic() - started) < duration
                             and not gateway_task.done()
                             and not _footage_finished(gateway)
+                            and not (fleet_task is not None and fleet_task.done())
                         ):
                             live.update(_progress_table(scenario, elapsed, duration, gateway, sink))
                             await asyncio.sleep(0.25)
+                        if fleet_task is not None and not fleet_task.done():
+                            fleet_task.cancel()
+                            tag_errors.append(f"the tag batch did not finish within {duration:.0f}s")
                         stop.set()
                         await gateway_task
                         # Give the last acknowledged messages time to reach the sink.
@@ -169,10 +195,22 @@ async def run_scenario(
                         live.update(_progress_table(scenario, time.monotonic() - started, duration, gateway, sink))
                     sink.session.request_stop()
                     await sink_task
-                return build_report(scenario, config, gateway, sink, time.monotonic() - started, broker_url)
+                report = build_report(scenario, config, gateway, sink, time.monotonic() - started, broker_url)
+                if fleet is not None:
+                    report["tags"] = fleet.report(sink, topics, gateway, artifacts_dir)
+                    report["tags"]["errors"] = tag_errors
+                return report
             finally:
                 sink.close()
     raise AssertionError("unreachable")
+
+
+async def _quietly(work: Coroutine[Any, Any, None], errors: list[str]) -> None:
+    """Run scenario work whose failure belongs in the report (e.g. a time-out), not in a crash of the run."""
+    try:
+        await work
+    except (TimeoutError, RuntimeError) as exc:
+        errors.append(str(exc))
 
 
 def _footage_finished(gateway: Gateway) -> bool:
@@ -257,6 +295,17 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                     f"{truth.get('visits_a_to_b')}/{truth.get('visits_b_to_a')})"
                 )
             table.add_row(f"{camera} {line} a>b/b>a", text)
+    tags = report.get("tags")
+    if tags:
+        table.add_row("tags applied/total", f"{tags['applied']}/{tags['total']} (failed {tags['failed']})")
+        table.add_row("tags image bytes sent", f"{tags['bytes_sent']} of {tags['raw_image_bytes']} raw")
+        table.add_row("tags e-paper hash match", f"{tags['hash_match']}/{tags['total']}")
+        if tags.get("resend"):
+            table.add_row(
+                "tags resend: unchanged, bytes", f"{tags['resend'].get('unchanged')}, {tags['resend']['bytes_sent']}"
+            )
+        for error in tags.get("errors", []):
+            table.add_row("tags error", error)
     for gateway, status in report["cloud"]["status"].items():
         table.add_row(f"status {gateway}", json.dumps(status))
     console.print(table)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from protocols.esl_ecp import EslAddress
-from protocols.esl_serial import PayloadType, SerialFrameDecoder
+from protocols.esl_serial import Frame, PayloadType, SerialFrameDecoder
 
 _FIRMWARE = str(Path(__file__).resolve().parent.parent / "firmware")
 if _FIRMWARE not in sys.path:
@@ -125,6 +125,11 @@ class SimulatedTag:
         self.resets += 1
 
 
+def _geometric(rng: random.Random, mean: float) -> int:
+    """A whole number >= 1 with (about) the given mean and a memoryless (geometric-like) spread."""
+    return 1 + int(rng.expovariate(1 / max(mean - 0.5, 1e-9)))
+
+
 class SimulatedSerialBus:
     """A pty with N firmware tags behind it. ``port`` is the path the gateway opens with pyserial.
 
@@ -170,7 +175,7 @@ class SimulatedSerialBus:
 
     @property
     def corrupted_ratio(self) -> float:
-        """Fraction of the bytes on the line (both directions) that fault injection corrupted."""
+        """Fraction of the delivered bytes (both directions; lost frames excluded) that fault injection corrupted."""
         return self.bytes_corrupted / self.bytes_total if self.bytes_total else 0.0
 
     def __enter__(self) -> SimulatedSerialBus:
@@ -246,7 +251,7 @@ class SimulatedSerialBus:
             return 1 << 62
         # bursts of mean length L covering a fraction r of the bytes: mean gap L * (1 - r) / r
         mean_gap = faults.burst_bytes * (1 - faults.corrupt_burst_ratio) / faults.corrupt_burst_ratio
-        return 1 + int(self._rng.expovariate(1 / max(mean_gap, 1e-9)))
+        return _geometric(self._rng, mean_gap)
 
     def _burst_noise(self, out: bytearray) -> None:
         index = 0
@@ -256,7 +261,7 @@ class SimulatedSerialBus:
                 index += step
                 self._until_burst -= step
                 if self._until_burst == 0:
-                    self._burst_left = 1 + int(self._rng.expovariate(1 / max(self.faults.burst_bytes - 1, 1e-9)))
+                    self._burst_left = _geometric(self._rng, self.faults.burst_bytes)
                     self._until_burst = self._gap()
                 continue
             out[index] ^= self._rng.randrange(1, 256)
@@ -267,10 +272,10 @@ class SimulatedSerialBus:
     def _faulty(self, frame: bytes) -> bytes:
         """Apply fault injection to one delimited frame (delimiter included); b"" when dropped."""
         faults = self.faults
-        self.bytes_total += len(frame)
         if faults.drop_frame and self._rng.random() < faults.drop_frame:
             self.frames_dropped += 1
             return b""
+        self.bytes_total += len(frame)
         out = bytearray(frame)
         if faults.corrupt_burst_ratio:
             self._burst_noise(out)
@@ -313,11 +318,12 @@ class SimulatedSerialBus:
                 chunk = self._faulty(raw)
                 if not chunk:
                     continue
-                for tag in self.tags.values():
+                frames = self._observer.feed(chunk)
+                for tag in self._listeners(frames):
                     reply = tag.firmware.feed(chunk)
                     for piece in self._split(reply):
                         out.extend(self._faulty(piece))
-                for frame in self._observer.feed(chunk):
+                for frame in frames:
                     if frame.payload_type == PayloadType.IMAGE_BLOCK and frame.address in self.tags:
                         tag = self.tags[frame.address]
                         tag.blocks_seen += 1
@@ -325,3 +331,23 @@ class SimulatedSerialBus:
                             tag.reset_after_blocks.pop(0)
                             tag.reset()
         return bytes(out)
+
+    def _listeners(self, frames: list[Frame]) -> list[SimulatedTag]:
+        """The tags whose firmware must see a chunk.
+
+        On a real bus every tag reads every frame and drops those for other addresses; simulating that in one
+        Python thread costs 25 decodes per frame on a 25-tag bus. A valid frame is therefore handed only to
+        the tags it addresses (itself, or its group for a broadcast), which is what the others would have
+        decided too; a chunk that does not decode (noise, a corrupted frame) goes to every tag, so each
+        firmware's own decoder still has to reject it.
+        """
+        if not frames:
+            return list(self.tags.values())
+        listeners: list[SimulatedTag] = []
+        for frame in frames:
+            address = frame.address
+            if address.is_broadcast:
+                listeners.extend(tag for a, tag in self.tags.items() if a.group_id == address.group_id)
+            elif address in self.tags:
+                listeners.append(self.tags[address])
+        return listeners

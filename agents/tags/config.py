@@ -90,6 +90,9 @@ class SerialBusConfig(_Strict):
     baudrate: int = Field(115200, ge=1200, le=4_000_000)
     max_concurrent: int = Field(8, ge=1, le=64, description="Tags served at the same time on this bus.")
     block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=16, le=MAX_BLOCK_SIZE, description="Image block bytes.")
+    max_tries: int = Field(8, ge=1, le=50, description="Sends of one frame before the tag counts as unreachable.")
+    ack_timeout_s: float = Field(0.05, gt=0, le=5, description="First wait for a frame's ACK (doubles per try).")
+    reply_timeout_s: float = Field(0.3, gt=0, le=30, description="Wait for a command's answer after its ACK.")
     tags: list[TagRange] = Field(default_factory=list)
 
 

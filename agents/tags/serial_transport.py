@@ -55,6 +55,7 @@ from protocols.esl_serial import (
     BlockAck,
     Frame,
     FrameKind,
+    ImageBlock,
     LinkReceiver,
     LinkSender,
     PayloadType,
@@ -103,6 +104,16 @@ class ImageResult:
     bytes_sent: int
     passes: int
     response: Response
+
+
+def _held(ack: BlockAck | None, block: ImageBlock) -> bool:
+    """True when ``ack`` (for this very transfer) says the tag already holds ``block``."""
+    return (
+        ack is not None
+        and (ack.image_index, ack.image_hash, ack.block_count)
+        == (block.image_index, block.image_hash, block.block_count)
+        and block.index in ack.received
+    )
 
 
 @dataclass
@@ -193,6 +204,8 @@ class SerialTagTransport:
                 if passes > self._max_passes:
                     raise TagRejectedError(f"tag {address}: image transfer incomplete after {passes - 1} passes")
                 for block in todo:
+                    if _held(ack, block):
+                        continue  # the tag has it (e.g. from an earlier, interrupted attempt): resume
                     payload = block.encode()
                     reply = await self._request(address, PayloadType.IMAGE_BLOCK, payload, PayloadType.BLOCK_ACK)
                     sent += 1

@@ -270,7 +270,13 @@ TransportFactory = Callable[[SerialBusConfig], Awaitable[SerialTagTransport]]
 
 async def open_serial_transport(bus: SerialBusConfig) -> SerialTagTransport:
     return SerialTagTransport(
-        bus.port, baudrate=bus.baudrate, max_concurrent=bus.max_concurrent, block_size=bus.block_size
+        bus.port,
+        baudrate=bus.baudrate,
+        max_concurrent=bus.max_concurrent,
+        block_size=bus.block_size,
+        max_tries=bus.max_tries,
+        ack_timeout=bus.ack_timeout_s,
+        reply_timeout=bus.reply_timeout_s,
     )
 
 
