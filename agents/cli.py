@@ -5,6 +5,7 @@ storeedge run --config FILE                 run the gateway agents until SIGTERM
 storeedge config check FILE                 validate a gateway config (exit 0 valid, 2 invalid)
 storeedge cloud --broker URL --db FILE      run the reference cloud sink
 storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report FILE]
+storeedge sim board --link PATH [--state-dir DIR]
 storeedge bench uplink --broker URL --messages N [--json]
 """
 
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_run.add_argument("--broker", type=_broker_url, help="use this broker instead of the embedded one")
     sim_run.add_argument("--report", type=Path, help="write the JSON report here")
     sim_sub.add_parser("list", help="list built-in scenarios")
+    sim_board = sim_sub.add_parser("board", help="serve a virtual MicroPython board on a pty until stopped")
+    sim_board.add_argument("--link", required=True, help="symlink to create for the board's serial port")
+    sim_board.add_argument("--state-dir", help="keep the board's filesystem here (default: a temporary folder)")
 
     bench = commands.add_parser("bench", help="benchmarks (print JSON)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="SUBCOMMAND")
@@ -236,6 +240,15 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from sim.harness import builtin_scenarios, load_scenario, print_summary, run_scenario
 
+    if args.sim_command == "board":
+        from sim.board import BoardRuntimeError, main_board
+
+        _setup_logging(args.verbose, default=logging.WARNING)
+        try:
+            return main_board(args.link, args.state_dir)
+        except BoardRuntimeError as exc:
+            print(f"storeedge sim board: {exc}", file=sys.stderr)
+            return EXIT_FAIL
     if args.sim_command == "list":
         for name in sorted(builtin_scenarios()):
             scenario = load_scenario(name)
