@@ -12,7 +12,7 @@ access point is built on, offers GATT only. So the one thing the AP needs beyond
   the socket names the peer with its LE address type. CPython's ``(bdaddr, psm)`` tuple form cannot carry the LE
   address type (nor can it name ``AF_BLUETOOTH`` where CPython was built without it, as in our CI image), so the
   ``struct sockaddr_l2`` is packed here by :func:`sockaddr_l2` and passed to libc ``bind``/``connect`` directly.
-- The simulated channel, ``sim.ble.BumbleObjectChannel``, opens a real L2CAP CoC over the bumble virtual radio.
+- The simulated channel, ``sim.ble.objects.BumbleObjectChannel``, opens a real L2CAP CoC over the bumble virtual radio.
   It is imported **by name, lazily** (see :data:`OBJECT_CHANNELS`), so ``agents/`` never imports ``sim/`` or bumble.
 
 Contract every implementation keeps (the access point relies on it):
@@ -269,7 +269,7 @@ class LinuxL2capObjectChannel:
 
 OBJECT_CHANNELS: dict[str, str] = {
     "linux": f"{__name__}:LinuxL2capObjectChannel",
-    "sim": "sim.ble:BumbleObjectChannel",
+    "sim": "sim.ble.objects:BumbleObjectChannel",
 }
 """Config names -> ``"module:Class"``. Any other ``"module:Class"`` string is accepted as is (plug-ins)."""
 
