@@ -844,13 +844,15 @@ class EslAccessPoint:
         )
         self.connections += 1
         try:
-            async with asyncio.timeout(self.settings.connect_s):
+            # the backend enforces connect_s on the connection itself (and cleans up after it); this outer deadline
+            # is the safety net that also bounds pairing
+            async with asyncio.timeout(self.settings.connect_s * 2):
                 await client.connect()
                 if pair:
                     await self._pair(client, address)
         except TimeoutError as exc:
             await self._disconnect(client, address)
-            raise ConnectTimeoutError(address, f"connect took over {self.settings.connect_s} s") from exc
+            raise ConnectTimeoutError(address, f"connect took over {self.settings.connect_s * 2} s") from exc
         except BleakDeviceNotFoundError as exc:
             await self._disconnect(client, address)
             raise TagNotFoundError(address, f"not found ({exc})") from exc
