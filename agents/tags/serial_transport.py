@@ -39,6 +39,7 @@ from typing import Any
 
 import serial
 
+from agents.tags.transport import ImageResult, TagRefusedError, TagTransportError
 from protocols.errors import ProtocolError
 from protocols.esl_ecp import (
     Command,
@@ -80,8 +81,8 @@ __all__ = [
 ]
 
 
-class SerialTransportError(Exception):
-    """Base class of the transport's errors."""
+class SerialTransportError(TagTransportError):
+    """Base class of the serial transport's errors."""
 
 
 class TagUnreachableError(SerialTransportError):
@@ -92,18 +93,8 @@ class TagTimeoutError(SerialTransportError):
     """The tag acknowledged requests but its answers never arrived."""
 
 
-class TagRejectedError(SerialTransportError):
+class TagRejectedError(SerialTransportError, TagRefusedError):
     """The tag answered with an error, or an image transfer could not be completed."""
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    address: EslAddress
-    image_hash: bytes
-    blocks_sent: int
-    bytes_sent: int
-    passes: int
-    response: Response
 
 
 def _held(ack: BlockAck | None, block: ImageBlock) -> bool:

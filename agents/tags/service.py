@@ -22,7 +22,7 @@ Why this shape:
   slot (staged) and only the short Display Image command is sent at ``show_at``, so a store-wide price
   change at opening time takes seconds, not the length of the whole transfer. A staged image the tag lost
   (reset) is detected at display time and sent again in full.
-* **Frames never crash the agent.** Transport and codec errors (:class:`SerialTransportError`,
+* **Frames never crash the agent.** Transport and codec errors (:class:`TagTransportError`,
   :class:`ProtocolError`) are per-tag failures; anything else is a bug and crashes the agent so the
   supervisor restarts it (the desired state survives in SQLite).
 
@@ -59,8 +59,9 @@ from agents.tags.render import (
     load_template,
     render_label,
 )
-from agents.tags.serial_transport import SerialTagTransport, SerialTransportError, TagRejectedError
+from agents.tags.serial_transport import SerialTagTransport
 from agents.tags.store import TagRecord, TagState, TagStore
+from agents.tags.transport import TagRefusedError, TagTransport, TagTransportError
 from agents.uplink.outbox import Outbox
 from protocols.errors import ProtocolError
 from protocols.esl_ecp import BasicState, EslAddress, LedControl, LedState, Ping, ReadSensorData, SensorValue
@@ -81,7 +82,7 @@ CURRENT_SLOT = 0
 STAGED_SLOT = 1
 BATTERY_SENSOR = 0
 _READY_WAIT_S = 10.0
-_FAILURES = (SerialTransportError, ProtocolError)
+_FAILURES = (TagTransportError, ProtocolError)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -260,15 +261,15 @@ def prepare_items(
 @dataclass
 class _Bus:
     config: SerialBusConfig
-    transport: SerialTagTransport | None = None
+    transport: TagTransport | None = None
     wake: asyncio.Event | None = None
 
 
 CommandRegistrar = Callable[[str, type[BaseModel], Callable[[Any], Awaitable[Any]], str], None]
-TransportFactory = Callable[[SerialBusConfig], Awaitable[SerialTagTransport]]
+TransportFactory = Callable[[SerialBusConfig], Awaitable[TagTransport]]
 
 
-async def open_serial_transport(bus: SerialBusConfig) -> SerialTagTransport:
+async def open_serial_transport(bus: SerialBusConfig) -> TagTransport:
     return SerialTagTransport(
         bus.port,
         baudrate=bus.baudrate,
@@ -471,10 +472,10 @@ class TagServiceAgent(Agent):
             addresses.append(address)
         return addresses, errors
 
-    def _transport_for(self, address: EslAddress) -> SerialTagTransport:
+    def _transport_for(self, address: EslAddress) -> TagTransport:
         transport = self._buses[self._bus_of[address]].transport
         if transport is None:
-            raise SerialTransportError(f"bus {self._bus_of[address]} is not open")
+            raise TagTransportError(f"bus {self._bus_of[address]} is not open")
         return transport
 
     async def _per_tag(
@@ -502,7 +503,7 @@ class TagServiceAgent(Agent):
         async def ping(address: EslAddress) -> dict[str, Any]:
             response = await self._transport_for(address).send_command(address, Ping(address.esl_id))
             if not isinstance(response, BasicState):
-                raise TagRejectedError(f"tag {address} answered ping with {response}")
+                raise TagRefusedError(f"tag {address} answered ping with {response}")
             record = self._records[address]
             record.last_seen = time.time()
             await self._read_battery(address, record)
@@ -514,7 +515,7 @@ class TagServiceAgent(Agent):
         async def led(address: EslAddress) -> dict[str, Any]:
             response = await self._transport_for(address).send_command(address, led_command(address, args))
             if not isinstance(response, LedState):
-                raise TagRejectedError(f"tag {address} refused LED control: {response}")
+                raise TagRefusedError(f"tag {address} refused LED control: {response}")
             self._records[address].last_seen = time.time()
             return {"led": response.led_index}
 
@@ -599,7 +600,7 @@ class TagServiceAgent(Agent):
             elif record.staged_hash == image_hash and record.state == TagState.STAGED:
                 try:
                     await transport.display_image(address, STAGED_SLOT)
-                except TagRejectedError:
+                except TagRefusedError:
                     record.staged_hash = None  # the tag lost the staged image (reset): send it in full now
                     record.state = TagState.PENDING
                     raise
