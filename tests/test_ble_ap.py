@@ -386,3 +386,14 @@ async def test_tag_out_of_range_is_not_found() -> None:
             await BleTagTransport(rig.ap, [record]).send_command(EslAddress(0, 1), Ping(1))
         assert isinstance(missing.value, RETRYABLE)
         assert missing.value.ble_address == record.ble_address
+
+
+async def test_encrypted_tag_pairs_then_reencrypts_on_later_connections() -> None:
+    async with _rig(0) as rig:
+        tag = await sim_tag.EmulatedEslTag.create(rig.radio, require_encryption=True)
+        [found] = await rig.ap.scan()
+        record = await rig.ap.onboard(found, EslAddress(0, 3), images=[_image(tag, seed=3)])
+        assert record.bonded and tag.esl_address == EslAddress(0, 3)
+        assert tag.epaper.shown_sha256 == hashlib.sha256(_image(tag, seed=3)).hexdigest()
+        # bonded: no pairing on connect; the tag's Insufficient Encryption answer makes the AP encrypt, as BlueZ does
+        assert isinstance(await BleTagTransport(rig.ap, [record]).send_command(EslAddress(0, 3), Ping(3)), BasicState)

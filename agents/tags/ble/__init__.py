@@ -5,5 +5,26 @@ profile through bleak's public API only (``BleakScanner``, ``BleakClient``), wit
 config, so the same code drives a real adapter (BlueZ, bleak's default on Linux) and the in-process bumble radio
 of ``sim.ble`` in CI. Byte layouts come from the sans-IO codecs in :mod:`protocols.esl`.
 
-- :mod:`agents.tags.ble.objects`: the OTS object channel (L2CAP CoC, which bleak lacks) behind a small interface.
+- :mod:`agents.tags.ble.objects`: the OTS object channel (L2CAP CoC, which bleak lacks) behind a small interface,
+  a Linux kernel-socket implementation, and selection by config name (the simulated one is imported lazily).
+- :mod:`agents.tags.ble.ots`: OTS control-point bytes (OLCP Go To, OACP Write / Calculate Checksum), sans-IO.
+- :mod:`agents.tags.ble.errors`: the error tree; :class:`BleTransportError` is what the tag service catches.
+- :mod:`agents.tags.ble.access_point`: :class:`EslAccessPoint` (scan, onboard, upload, ECP) and the per-tag
+  :class:`EslTagRecord` the caller persists.
+- :mod:`agents.tags.ble.transport`: :class:`BleTagTransport`, the serial transport's interface over the AP.
 """
+
+from agents.tags.ble.access_point import AccessPointSettings, DiscoveredTag, EslAccessPoint, EslTagRecord
+from agents.tags.ble.errors import BleTagError, BleTransportError
+from agents.tags.ble.transport import BleImageResult, BleTagTransport
+
+__all__ = [
+    "AccessPointSettings",
+    "BleImageResult",
+    "BleTagError",
+    "BleTagTransport",
+    "BleTransportError",
+    "DiscoveredTag",
+    "EslAccessPoint",
+    "EslTagRecord",
+]

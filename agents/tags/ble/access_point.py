@@ -149,6 +149,8 @@ _T = TypeVar("_T")
 DIS_SERVICE_UUID = 0x180A
 DIS_PNP_ID_UUID = 0x2A50
 _NO_RESPONSE_COMMANDS = (UpdateComplete, FactoryReset)
+_ATT_SECURITY_ERRORS = frozenset({0x05, 0x0F})
+"""ATT Insufficient Authentication and Insufficient Encryption: the link needs (re-)encryption."""
 
 
 def _uuid(value: int) -> str:
@@ -354,6 +356,7 @@ class TagSession:
         self._ots_feature: OtsFeature | None = None
         self._ots_ready = False
         self._ecp_ready = False
+        self._security_raised = False
         self.object_bytes = 0
         """Object bytes handed to the object channel on this connection (a write that breaks counts in full)."""
 
@@ -386,17 +389,39 @@ class TagSession:
             return ConnectionLostError(self.ble_address, f"{what}: object channel failed ({exc})")
         return GattError(self.ble_address, f"{what}: {exc}")
 
-    async def _gatt(self, what: str, operation: Awaitable[_T]) -> _T:
-        """One GATT operation under the response deadline, errors mapped."""
-        if self._lost:
-            if asyncio.iscoroutine(operation):
-                operation.close()
-            raise ConnectionLostError(self.ble_address, f"{what}: not connected")
+    async def _gatt(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """One GATT operation under the response deadline, errors mapped.
+
+        An ATT Insufficient Authentication/Encryption answer is met the way BlueZ meets it: raise the link's
+        security (``pair()``, which encrypts with the stored bond) once per connection, then try again. Backends
+        that encrypt by themselves never get here.
+        """
+        for attempt in (1, 2):
+            if self._lost:
+                raise ConnectionLostError(self.ble_address, f"{what}: not connected")
+            try:
+                async with asyncio.timeout(self.settings.response_s):
+                    return await operation()
+            except (BleakError, OSError, EOFError) as exc:  # TimeoutError is an OSError
+                error = self._error(what, exc)
+                if attempt == 1 and isinstance(error, GattError) and error.att_code in _ATT_SECURITY_ERRORS:
+                    await self._raise_security(what, error)
+                    continue
+                raise error from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _raise_security(self, what: str, error: GattError) -> None:
+        if self._security_raised:
+            raise error
+        self._security_raised = True
+        _LOG.info("tag %s: %s needs an encrypted link; pairing", self.ble_address, what)
         try:
-            async with asyncio.timeout(self.settings.response_s):
-                return await operation
-        except (BleakError, OSError, EOFError) as exc:  # TimeoutError is an OSError
-            raise self._error(what, exc) from exc
+            async with asyncio.timeout(self.settings.connect_s):
+                await self.client.pair()
+        except NotImplementedError:
+            raise error from None
+        except (BleakError, OSError, EOFError) as exc:
+            raise self._error("pairing", exc) from exc
 
     # -- characteristics ----------------------------------------------------------------------------------------------
 
@@ -424,11 +449,13 @@ class TagSession:
 
     async def read(self, service: int, uuid: int) -> bytes:
         characteristic = self._required(service, uuid)
-        return bytes(await self._gatt(f"read 0x{uuid:04x}", self.client.read_gatt_char(characteristic)))
+        return bytes(await self._gatt(f"read 0x{uuid:04x}", lambda: self.client.read_gatt_char(characteristic)))
 
     async def write(self, service: int, uuid: int, data: bytes, *, response: bool = True) -> None:
         characteristic = self._required(service, uuid)
-        await self._gatt(f"write 0x{uuid:04x}", self.client.write_gatt_char(characteristic, data, response=response))
+        await self._gatt(
+            f"write 0x{uuid:04x}", lambda: self.client.write_gatt_char(characteristic, data, response=response)
+        )
         self._count_bytes(len(data))
 
     # -- control points -----------------------------------------------------------------------------------------------
@@ -464,7 +491,7 @@ class TagSession:
         def deliver(_: BleakGATTCharacteristic, data: bytearray) -> None:
             self._on_notification(point, data)
 
-        await self._gatt(f"subscribe {point}", self.client.start_notify(characteristic, deliver))
+        await self._gatt(f"subscribe {point}", lambda: self.client.start_notify(characteristic, deliver))
 
     async def _request(
         self, point: str, service: int, uuid: int, data: bytes, accepts: Callable[[bytes], bool], *, what: str
