@@ -7,6 +7,7 @@ storeedge cloud --broker URL --db FILE      run the reference cloud sink
 storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report FILE]
 storeedge sim board --link PATH [--state-dir DIR]
 storeedge bench uplink --broker URL --messages N [--json]
+storeedge doctor [--config FILE] [--json] [--bundle FILE.tar.gz]
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a gateway config file")
     check.add_argument("file", type=Path)
 
+    doctor = commands.add_parser("doctor", help="check this gateway and say how to fix what is wrong")
+    doctor.add_argument("--config", "-c", type=Path, default=Path("/etc/storeedge/gateway.yaml"))
+    doctor.add_argument("--json", action="store_true", help="print one JSON object (checks, worst)")
+    doctor.add_argument("--bundle", type=Path, help="also write a redacted support bundle (.tar.gz)")
+    doctor.add_argument("--timeout", type=_positive_float, default=5.0, help="seconds per network probe")
+
     cloud = commands.add_parser("cloud", help="run the reference cloud sink (stores uplink traffic in SQLite)")
     cloud.add_argument("--broker", type=_broker_url, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     cloud.add_argument("--db", type=Path, required=True, help="SQLite file to store messages in")
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "sim": _cmd_sim,
             "label": _cmd_label,
             "bench": _cmd_bench,
+            "doctor": _cmd_doctor,
         }[args.command]
         return handler(args)
     except ConfigError as exc:
@@ -187,6 +195,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     asyncio.run(run_until_signalled(Gateway(config)))
     return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every check passes, 1 with warnings, 2 with failures."""
+    from rich.table import Table
+
+    from agents.doctor import Doctor, exit_code, report, write_bundle
+
+    _setup_logging(args.verbose, default=logging.ERROR)
+    doctor = Doctor(args.config, timeout_s=args.timeout)
+    results = asyncio.run(doctor.run())
+    if args.json:
+        print(json.dumps(report(results), default=str))
+    else:
+        table = Table(title=f"storeedge doctor: {args.config}")
+        for column in ("check", "status", "summary", "fix"):
+            table.add_column(column)
+        colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+        for result in results:
+            status = f"[{colours[result.status]}]{result.status}[/]"
+            table.add_row(result.name, status, result.summary, result.hint)
+        Console().print(table)
+    if args.bundle:
+        write_bundle(args.bundle, doctor, results)
+        print(f"support bundle written to {args.bundle} (secrets redacted)", file=sys.stderr)
+    return exit_code(results)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

@@ -175,6 +175,31 @@ class FrameSource:
         self.stats.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) or None
         return capture
 
+    def probe(self, frames: int = 10) -> dict[str, Any]:
+        """Open the source once and read up to ``frames`` frames (blocking): resolution, native and measured
+        frame rate. Raises :class:`SourceError` or ``OSError`` like iteration does; never reconnects."""
+        capture = self._open()
+        try:
+            started = time.monotonic()
+            read = 0
+            for _ in range(frames):
+                ok, _image = capture.read()
+                if not ok:
+                    break
+                read += 1
+            elapsed = time.monotonic() - started
+        finally:
+            capture.release()
+        if read == 0:
+            raise SourceError(f"{self.kind} source {self.config.url} opened but delivered no frame")
+        return {
+            "width": self.stats.width,
+            "height": self.stats.height,
+            "native_fps": self.stats.native_fps,
+            "read_fps": round(read / elapsed, 1) if elapsed > 0 else None,
+            "frames_read": read,
+        }
+
     def __iter__(self) -> Iterator[Frame]:
         try:
             if self.live:
