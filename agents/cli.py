@@ -8,6 +8,8 @@ storeedge sim run [--scenario NAME|FILE] [--duration S] [--broker URL] [--report
 storeedge sim board --link PATH [--state-dir DIR]
 storeedge bench uplink --broker URL --messages N [--json]
 storeedge doctor [--config FILE] [--json] [--bundle FILE.tar.gz]
+storeedge tags list|show|ping|led [--config FILE] ...
+storeedge counts --live [--config FILE]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print one JSON object (checks, worst)")
     doctor.add_argument("--bundle", type=Path, help="also write a redacted support bundle (.tar.gz)")
     doctor.add_argument("--timeout", type=_positive_float, default=5.0, help="seconds per network probe")
+
+    tags = commands.add_parser("tags", help="field commands for e-ink tags")
+    tags_sub = tags.add_subparsers(dest="tags_command", required=True, metavar="SUBCOMMAND")
+    tags_list = tags_sub.add_parser("list", help="every tag's state from the tag store")
+    tags_list.add_argument("--problems", action="store_true", help="only failed, low-battery or unseen tags")
+    tags_show = tags_sub.add_parser("show", help="one tag's stored state")
+    tags_show.add_argument("tag", help="ESL address, e.g. 1/5")
+    tags_ping = tags_sub.add_parser("ping", help="ping tags through the running gateway")
+    tags_ping.add_argument("tag", nargs="+")
+    tags_led = tags_sub.add_parser("led", help="flash (find-my-tag), light or switch off tag LEDs")
+    tags_led.add_argument("tag", nargs="+")
+    tags_led.add_argument("--action", choices=["flash", "on", "off"], default="flash")
+    tags_led.add_argument("--color", choices=["red", "green", "blue", "white", "yellow"], default="green")
+    tags_led.add_argument("--duration", type=int, default=10, help="seconds")
+    for sub in (tags_list, tags_show, tags_ping, tags_led):
+        sub.add_argument("--config", "-c", type=Path, default=Path("/etc/storeedge/gateway.yaml"))
+        sub.add_argument("--json", action="store_true")
+    counts = commands.add_parser("counts", help="footfall counts from the running gateway")
+    counts.add_argument("--live", action="store_true", required=True, help="follow the counts as they arrive")
+    counts.add_argument("--config", "-c", type=Path, default=Path("/etc/storeedge/gateway.yaml"))
 
     cloud = commands.add_parser("cloud", help="run the reference cloud sink (stores uplink traffic in SQLite)")
     cloud.add_argument("--broker", type=_broker_url, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
@@ -173,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             "label": _cmd_label,
             "bench": _cmd_bench,
             "doctor": _cmd_doctor,
+            "tags": _cmd_tags,
+            "counts": _cmd_counts,
         }[args.command]
         return handler(args)
     except ConfigError as exc:
@@ -221,6 +246,80 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         write_bundle(args.bundle, doctor, results)
         print(f"support bundle written to {args.bundle} (secrets redacted)", file=sys.stderr)
     return exit_code(results)
+
+
+def _cmd_tags(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from agents.field import call_gateway, tag_rows
+
+    config = load_config(args.config)
+    if args.tags_command in ("list", "show"):
+        rows = tag_rows(
+            config,
+            problems_only=getattr(args, "problems", False),
+            address=args.tag if args.tags_command == "show" else None,
+        )
+        if args.tags_command == "show" and not rows:
+            print(f"storeedge tags show: unknown tag {args.tag}", file=sys.stderr)
+            return EXIT_FAIL
+        if args.json:
+            print(json.dumps(rows if args.tags_command == "list" else rows[0], default=str))
+            return EXIT_OK
+        table = Table(title=f"tags of {config.gateway_id}")
+        columns = ("address", "bus", "panel", "state", "battery_mv", "last_seen", "last_error")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_seen"])) if row["last_seen"] else "-"
+            table.add_row(*(seen if c == "last_seen" else str(row[c] if row[c] is not None else "-") for c in columns))
+        Console().print(table)
+        return EXIT_OK
+    if args.tags_command == "ping":
+        ctype, cargs = "tags.ping", {"tags": args.tag}
+    else:
+        ctype = "tags.led"
+        cargs = {"tags": args.tag, "action": args.action, "color": args.color, "duration_s": args.duration}
+    result = asyncio.run(call_gateway(config, ctype, cargs))
+    if args.json:
+        print(json.dumps(result))
+    elif result.get("status") != "ok":
+        print(f"storeedge tags {args.tags_command}: {result.get('reason')}", file=sys.stderr)
+    else:
+        for entry in result["result"]["tags"]:
+            detail = entry.get("reason") or ", ".join(
+                f"{k}={v}" for k, v in entry.items() if k not in ("tag", "status")
+            )
+            print(f"{entry['tag']}: {entry['status']} {detail}")
+    if result.get("status") != "ok":
+        return EXIT_FAIL
+    return EXIT_OK if result["result"]["error"] == 0 else EXIT_FAIL
+
+
+def _cmd_counts(args: argparse.Namespace) -> int:
+    from agents.field import follow_streams
+
+    config = load_config(args.config)
+
+    def emit(stream: str, data: Any) -> None:
+        if isinstance(data, dict) and "line" in data:
+            print(
+                f"{stream} {data.get('line')}: in {data.get('visits_a_to_b')} out {data.get('visits_b_to_a')} "
+                f"(events {data.get('events_a_to_b')}/{data.get('events_b_to_a')})",
+                flush=True,
+            )
+        else:
+            print(f"{stream}: {json.dumps(data)}", flush=True)
+
+    async def follow() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await follow_streams(config, "counts/", emit, stop)
+
+    asyncio.run(follow())
+    return EXIT_OK
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

@@ -1,0 +1,82 @@
+"""Field commands against a running gateway: ``storeedge tags list|show|ping|led`` through its broker and its
+tag store, with simulated serial tags behind a pty (issue 6, field commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.core.config import load_config
+from agents.core.runtime import Gateway
+from protocols.esl_ecp import EslAddress
+from sim.serial_tags import SimulatedSerialBus
+from tests.brokers import Mosquitto
+from tests.conftest import wait_for
+
+
+async def storeedge(*args: str) -> tuple[int, str]:
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agents.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+async def test_tags_field_commands(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    with SimulatedSerialBus([EslAddress(1, 1), EslAddress(1, 2)]) as bus:
+        data: dict[str, Any] = {
+            "store_id": "store-1",
+            "gateway_id": "gw-1",
+            "state_dir": str(tmp_path / "state"),
+            "broker": {"url": str(mosquitto.url), "reconnect": {"min_delay_s": 0.1, "max_delay_s": 1}},
+            "heartbeat": {"interval_s": 0.5},
+            "runtime": {"health_file_interval_s": 0.5},
+            "tags": {
+                "buses": [
+                    {"name": "aisle-1", "port": bus.port, "tags": [{"addresses": "1/1-2", "panel": "152x152-bw"}]}
+                ]
+            },
+        }
+        config_path = tmp_path / "gateway.yaml"
+        config_path.write_text(yaml.safe_dump(data))
+        gateway = Gateway(load_config(config_path))
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(gateway.run(stop), name="test:gateway")
+            try:
+                await wait_for(
+                    lambda: gateway.snapshot().get("agents", {}).get("tags", {}).get("state") == "running",
+                    what="the tag service",
+                )
+                await wait_for(
+                    lambda: gateway.uplink is not None and gateway.uplink.session.health.state == "connected"
+                )
+                code, out = await storeedge("tags", "ping", "1/1", "1/2", "--config", str(config_path))
+                assert code == 0, out
+                assert "1/1: ok" in out and "battery_mv=3000" in out
+                code, out = await storeedge("tags", "led", "1/2", "9/9", "--config", str(config_path), "--json")
+                assert code == 1, out  # one unknown tag: per-tag error, the other flashed
+                result = json.loads(out)
+                statuses = {entry["tag"]: entry["status"] for entry in result["result"]["tags"]}
+                assert statuses == {"1/2": "ok", "9/9": "error"}
+                assert bus.tags[EslAddress(1, 2)].firmware.handler.leds[0].active
+                code, out = await storeedge("tags", "list", "--config", str(config_path), "--json")
+                assert code == 0, out
+                rows = json.loads(out)
+                assert [row["address"] for row in rows] == ["1/1", "1/2"]
+                assert all(row["battery_mv"] == 3000 for row in rows)
+                code, out = await storeedge("tags", "show", "1/7", "--config", str(config_path))
+                assert code == 1 and "unknown tag 1/7" in out
+            finally:
+                stop.set()
+            await task
