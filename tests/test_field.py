@@ -59,7 +59,11 @@ async def test_tags_field_commands(tmp_path: Path, mosquitto: Mosquitto) -> None
                     what="the tag service",
                 )
                 await wait_for(
-                    lambda: gateway.uplink is not None and gateway.uplink.session.health.state == "connected"
+                    lambda: (
+                        bool(gateway.uplink and gateway.uplink.session)
+                        and gateway.uplink.session.health.state == "connected"
+                    ),  # type: ignore[union-attr]
+                    what="the gateway's broker connection",
                 )
                 code, out = await storeedge("tags", "ping", "1/1", "1/2", "--config", str(config_path))
                 assert code == 0, out
