@@ -32,6 +32,11 @@ async def storeedge(*args: str) -> tuple[int, str]:
     return run.returncode, run.stdout + run.stderr
 
 
+def link_state(gateway: Gateway) -> str | None:
+    uplink = gateway.uplink
+    return uplink.session.health.state if uplink is not None and uplink.session is not None else None
+
+
 async def test_tags_field_commands(tmp_path: Path, mosquitto: Mosquitto) -> None:
     with SimulatedSerialBus([EslAddress(1, 1), EslAddress(1, 2)]) as bus:
         data: dict[str, Any] = {
@@ -58,13 +63,7 @@ async def test_tags_field_commands(tmp_path: Path, mosquitto: Mosquitto) -> None
                     lambda: gateway.snapshot().get("agents", {}).get("tags", {}).get("state") == "running",
                     what="the tag service",
                 )
-                await wait_for(
-                    lambda: (
-                        bool(gateway.uplink and gateway.uplink.session)
-                        and gateway.uplink.session.health.state == "connected"
-                    ),  # type: ignore[union-attr]
-                    what="the gateway's broker connection",
-                )
+                await wait_for(lambda: link_state(gateway) == "connected", what="the gateway's broker connection")
                 code, out = await storeedge("tags", "ping", "1/1", "1/2", "--config", str(config_path))
                 assert code == 0, out
                 assert "1/1: ok" in out and "battery_mv=3000" in out
