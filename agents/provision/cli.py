@@ -256,8 +256,12 @@ def _cmd_device(args: argparse.Namespace, out: Console, err: Console) -> int:
     firmware_dir = args.firmware_dir or device.DEFAULT_FIRMWARE_DIR
     firmware = device.collect_firmware(firmware_dir)
     version = device.firmware_version(firmware_dir)
-    config_file = device.device_config(_device_settings(args), version=version, digest=device.firmware_digest(firmware))
-    total = sum(len(f.data) for f in (*firmware, config_file))
+    settings = _device_settings(args)
+    config_file = (
+        device.device_config(settings, version=version, digest=device.firmware_digest(firmware)) if settings else None
+    )
+    files = [*firmware] if config_file is None else [*firmware, config_file]
+    total = sum(len(f.data) for f in files)
     tunables = ReplTunables(enter_timeout_s=args.timeout)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err
@@ -284,6 +288,9 @@ def _cmd_device(args: argparse.Namespace, out: Console, err: Console) -> int:
         f"{'raw-paste' if report.raw_paste else 'plain raw REPL'}",
         markup=False,
     )
+    if config_file is None:
+        state = "kept as it was" if report.device_config else "missing: give --esl-address and --bus"
+        out.print(f"{args.port}: device config {device.DEVICE_CONFIG_PATH} {state}", markup=False)
     return EXIT_OK
 
 

@@ -120,6 +120,7 @@ class DeployReport:
     firmware_version: str = ""
     firmware_digest: str = ""
     raw_paste: bool = False
+    device_config: str = ""  # what the board's device config file holds after deploying (or "" when none)
 
 
 ProgressCallback = Callable[[str, int], None]
@@ -184,15 +185,18 @@ def _quoted(text: str) -> str:
 def deploy(
     repl: RawRepl,
     firmware: list[DeviceFile],
-    config_file: DeviceFile,
+    config_file: DeviceFile | None,
     *,
     verify: bool,
     expected_version: str,
     force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> DeployReport:
-    """Put ``firmware`` and ``config_file`` on the board behind ``repl`` (steps in the module docstring)."""
-    files = [*firmware, config_file]
+    """Put ``firmware`` and ``config_file`` on the board behind ``repl`` (steps in the module docstring).
+
+    Without ``config_file`` the board's device config is left as it is (re-flashing firmware keeps the address).
+    """
+    files = [*firmware] if config_file is None else [*firmware, config_file]
     report = DeployReport(port=repl.name, firmware_digest=firmware_digest(firmware))
     repl.enter()
     repl.exec(_BOARD_HELPERS)
@@ -239,6 +243,9 @@ def deploy(
             f"the board reports firmware {report.firmware_version!r} after the reset, expected {expected_version!r}"
             " (a frozen esltag in the firmware image shadows the deployed files?)"
         )
+    report.device_config = repl.eval_text(
+        f"try:\n print(open({_quoted(DEVICE_CONFIG_PATH)}).read().replace(chr(10), ' '))\nexcept OSError:\n print('')"
+    )
     repl.leave()
     return report
 
