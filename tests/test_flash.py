@@ -35,8 +35,9 @@ from agents.cli import main as storeedge_main
 from agents.core.config import load_config
 from agents.core.runtime import Gateway
 from agents.provision.cli import main as flash_main
-from agents.provision.errors import ProvisionInputError
+from agents.provision.errors import ProvisionInputError, RemoteExecError
 from agents.provision.esp32 import esptool_arguments
+from agents.provision.raw_repl import RawRepl
 from sim.board import VirtualBoard, ensure_micropython_runtime
 from tests.brokers import Mosquitto, TlsFiles
 from tests.conftest import wait_for
@@ -525,3 +526,16 @@ def test_esp32_base_prints_arguments_and_checks_the_port_before_esptool(
     )
     assert flash_main(["esp32-base", "--port", str(tmp_path / "ttyUSB7"), "--image", str(image)]) == 3
     assert "no such port" in capsys.readouterr().err
+
+
+def test_raw_repl_client_runs_code_in_plain_and_paste_modes_and_types_board_errors(board: VirtualBoard) -> None:
+    with RawRepl.open(board.port) as repl:
+        assert repl.exec("print(6 * 7)") == b"42\n"
+        assert repl.raw_paste is True  # the virtual board grants raw-paste, as MicroPython >= 1.14 does
+        repl.raw_paste = False  # force the plain raw-REPL path (boards without raw-paste)
+        assert repl.eval_text("print('x' * 600)") == "x" * 600
+        with pytest.raises(RemoteExecError) as raised:
+            repl.exec("import os\nos.stat('/nope')")
+        assert raised.value.errno == 2 and "ENOENT" in raised.value.traceback
+        assert repl.exec("print('still usable')") == b"still usable\n"
+        repl.leave()

@@ -336,6 +336,11 @@ def plan_gateway(
         else:
             cert = identity.issue_certificate(ca, key, subject, spec.cert_days)
             cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    elif existing_cert is not None and not identity.reusable_certificate(existing_cert, key, subject, None):
+        plan.notes.append(
+            f"{cert_path.relative_to(target)} does not match the key (or expires within 30 days): have "
+            f"{csr_path.relative_to(target)} signed again, or pass --ca-cert/--ca-key"
+        )
     elif existing_cert is None:
         plan.notes.append(
             f"no --ca-cert/--ca-key: have {csr_path.relative_to(target)} signed by your CA and put the certificate "
