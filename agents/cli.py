@@ -10,6 +10,7 @@ storeedge bench uplink --broker URL --messages N [--json]
 storeedge doctor [--config FILE] [--json] [--bundle FILE.tar.gz]
 storeedge tags list|show|ping|led [--config FILE] ...
 storeedge counts --live [--config FILE]
+storeedge flash gateway|device|esp32-base ...   the installer tool (same as tools/flash.py)
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a gateway config file")
     check.add_argument("file", type=Path)
 
+    commands.add_parser("flash", help="installer tool: provision gateways, flash tag boards (see flash --help)")
     doctor = commands.add_parser("doctor", help="check this gateway and say how to fix what is wrong")
     doctor.add_argument("--config", "-c", type=Path, default=Path("/etc/storeedge/gateway.yaml"))
     doctor.add_argument("--json", action="store_true", help="print one JSON object (checks, worst)")
@@ -186,6 +188,12 @@ def _line(text: str) -> tuple[float, float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["flash"]:
+        # the installer tool has its own parser (also run as tools/flash.py from a checkout)
+        from agents.provision.cli import main as flash_main
+
+        return flash_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         handler = {
