@@ -1,0 +1,120 @@
+"""The ESL synchronized broadcast path (PAwR), modelled above bumble, which has no PAwR in its controller.
+
+Why: after configuration an ESL leaves the connection and follows the AP's Periodic Advertising with Responses train;
+one subevent per group carries ECP commands for many tags and each addressed tag answers in its own response slot
+(``../shared/docs/protocols.md`` 1.6). bumble defines the HCI opcodes but implements neither side (protocols.md 3.1),
+so this module delivers subevent data in Python instead of over the link layer, keeping everything else real: the AP
+builds the packet with :class:`protocols.esl.SyncPacket` and encrypts it with its AP Sync Key (EAD); each
+synchronized tag of the group decrypts it with the key it was given over GATT, executes the TLVs addressed to it
+(:meth:`sim.ble.esl_tag.EmulatedEslTag.execute`, the same code the ECP path runs) and answers EAD-encrypted under its
+Response Key in the slot the packet assigned; the AP parses the slots with
+:func:`protocols.esl.parse_response_slots`.
+
+Not modelled: the train's timing (``subevent_s`` is recorded, not slept), RF loss other than the ``loss`` knob and
+out-of-range tags, more slots than a real train has, and PAST (a tag is on the train once it reaches SYNCHRONIZED).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from protocols.errors import ProtocolError
+from protocols.esl import BROADCAST_ESL_ID, KeyMaterial, Response, SyncPacket, encode_slot_response
+from sim.ble.radio import VirtualRadio
+
+if TYPE_CHECKING:
+    from sim.ble.esl_tag import EmulatedEslTag
+
+__all__ = ["PawrTrain", "SubeventResult", "handle_sync_packet"]
+
+
+@dataclass(frozen=True)
+class SubeventResult:
+    """What one subevent produced: the response slots heard (slot -> data) and the modelled duration."""
+
+    responses: dict[int, bytes]
+    modelled_s: float
+
+
+class PawrTrain:
+    """The AP's PAwR train over a :class:`VirtualRadio`: send one subevent's data, collect the response slots.
+
+    ``loss`` is the chance that a given tag misses a given subevent (or its answer is lost); ``subevent_s`` is the
+    modelled time of one subevent with its responses (protocols.md 1.6 ranges: interval 7.5 ms .. 82 s).
+    """
+
+    def __init__(
+        self, radio: VirtualRadio, *, loss: float = 0.0, subevent_s: float = 0.05, seed: int | None = None
+    ) -> None:
+        self.radio = radio
+        self.loss = loss
+        self.subevent_s = subevent_s
+        self._rng = random.Random(seed)
+        self.subevents_sent = 0
+        self.modelled_s = 0.0
+
+    def send_subevent(self, group_id: int, data: bytes) -> SubeventResult:
+        """Deliver ``data`` (the EAD sync packet of ``group_id``) to every listener; return what the slots heard.
+
+        Two tags answering in the same slot collide: that slot is reported empty, as on air.
+        """
+        responses: dict[int, bytes] = {}
+        collided: set[int] = set()
+        for listener in self.radio.sync_listeners:
+            if self.loss and self._rng.random() < self.loss:
+                continue
+            answer = listener.on_sync_packet(group_id, data)
+            if answer is None:
+                continue
+            slot, payload = answer
+            if slot in responses:
+                collided.add(slot)
+            responses[slot] = payload
+        for slot in collided:
+            del responses[slot]
+        self.subevents_sent += 1
+        self.modelled_s += self.subevent_s
+        return SubeventResult(responses, self.subevent_s)
+
+    def send(self, packet: SyncPacket, key: KeyMaterial, randomizer: bytes) -> SubeventResult:
+        """Encrypt ``packet`` under the AP Sync ``key`` and send it in subevent ``packet.group_id``."""
+        return self.send_subevent(packet.group_id, packet.encode(key, randomizer))
+
+
+def handle_sync_packet(tag: EmulatedEslTag, group_id: int, data: bytes) -> tuple[int, bytes] | None:
+    """One synchronized tag's handling of a subevent: decrypt, execute its TLVs, build its slot answer.
+
+    Returns None when the tag does not follow the train (not synchronized, out of range), the subevent is another
+    group's, the packet does not decrypt under its AP Sync Key (not for this AP, or corrupted: dropped, as nrf-esl
+    does), or nothing addressed it with a unicast TLV that produced a response.
+    """
+    from sim.ble.esl_tag import TagState
+
+    if tag.faults.out_of_range or tag.state is not TagState.SYNCHRONIZED:
+        return None
+    address, response_key = tag.esl_address, tag.response_key
+    if address is None or tag.sync_key is None or response_key is None or address.group_id != group_id:
+        return None
+    try:
+        packet = SyncPacket.decode(data, tag.sync_key)
+    except ProtocolError:
+        return None
+    if packet.group_id != group_id:
+        return None
+    responses: list[Response] = []
+    slot: int | None = None
+    for index, command in enumerate(packet.commands):
+        if command.esl_id == BROADCAST_ESL_ID:
+            tag.execute(command, over_pawr=True)
+            continue
+        if command.esl_id != address.esl_id:
+            continue
+        slot = index
+        response = tag.execute(command, over_pawr=True)
+        if response is not None:
+            responses.append(response)
+    if slot is None or not responses:
+        return None
+    return slot, encode_slot_response(responses, response_key, tag.ead_randomizer())
