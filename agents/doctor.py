@@ -98,6 +98,7 @@ class Doctor:
             return results
         self.health = _read_json(config.health_path)
         checks: list[Callable[[], Awaitable[list[CheckResult]]]] = [
+            self._check_bluetooth,
             self._check_agents,
             self._check_broker,
             self._check_outbox,
@@ -475,6 +476,26 @@ class Doctor:
         if latency > 1000:
             return warn(name, f"detector latency {latency:.0f} ms", "lower the input size or sample_fps", ms=latency)
         return ok(name, f"detector loads, {latency:.0f} ms per frame", ms=round(latency, 1))
+
+    async def _check_bluetooth(self) -> list[CheckResult]:
+        adapters = await asyncio.to_thread(lambda: sorted(p.name for p in Path("/sys/class/bluetooth").glob("hci*")))
+        ble_buses = [
+            bus
+            for bus in (self.config.tags.buses if self.config and self.config.tags else [])
+            if getattr(bus, "type", "serial") == "ble"
+        ]
+        if not ble_buses:
+            summary = f"adapters: {', '.join(adapters) or 'none'}; no Bluetooth tag buses configured"
+            return [ok("bluetooth", summary, adapters=adapters)]
+        if not adapters:
+            return [
+                fail(
+                    "bluetooth",
+                    "no Bluetooth adapter found (/sys/class/bluetooth is empty)",
+                    "plug in or enable the adapter (`rfkill unblock bluetooth`, `systemctl start bluetooth`)",
+                )
+            ]
+        return [ok("bluetooth", f"Bluetooth adapters: {', '.join(adapters)}", adapters=adapters)]
 
     async def _check_tag_buses(self) -> list[CheckResult]:
         assert self.config is not None

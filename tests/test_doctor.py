@@ -109,7 +109,7 @@ def test_doctor_reports_every_check_then_each_injected_fault(
     checks = by_name(report)
     expected = {
         "config", "clock", "memory", "cpu_temperature", "disk", "agents", "broker", "certificate",
-        "outbox", "camera:door", "detector:door", "serial:aisle-1",
+        "outbox", "camera:door", "detector:door", "serial:aisle-1", "bluetooth",
     }  # fmt: skip
     assert expected <= set(checks), sorted(checks)
     assert all(
