@@ -43,7 +43,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from bumble import att, gatt, l2cap
+from bumble import att, core, gatt, hci, l2cap
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.pairing import PairingConfig
@@ -280,6 +280,8 @@ class TagProfile:
     low_battery_mv: int = 2200
     pnp_id: bytes = bytes((0x01, 0x59, 0x00, 0x01, 0xE5, 0x00, 0x01))
     """Vendor ID source 1 (SIG), vendor 0x0059, product 0xE501, version 0x0100 (values are illustrative)."""
+    manufacturer_data: bytes | None = None
+    """Advertised as Manufacturer Specific Data when set: company ID (u16 LE) then payload (at most 14 bytes)."""
 
     def display_information(self) -> DisplayInformation:
         return DisplayInformation(
@@ -430,7 +432,7 @@ class EmulatedEslTag:
         timing: TimingModel | None = None,
         faults: TagFaults | None = None,
         require_encryption: bool = False,
-        advertising_interval_ms: float = 20.0,
+        advertising_interval_ms: float = 100.0,
     ) -> EmulatedEslTag:
         """Put a new tag on ``radio`` and start advertising (unless the faults put it out of range)."""
         device = await radio.add_device(address, name="ESL")
@@ -579,6 +581,8 @@ class EmulatedEslTag:
                 )
             )
         structures.append((AdvertisingData.COMPLETE_LOCAL_NAME, b"ESL"))
+        if self.profile.manufacturer_data is not None:
+            structures.append((AdvertisingData.MANUFACTURER_SPECIFIC_DATA, self.profile.manufacturer_data))
         return bytes(AdvertisingData(structures))
 
     async def set_out_of_range(self, out_of_range: bool) -> None:
@@ -993,11 +997,18 @@ class EmulatedEslTag:
             connection = self._connection
             if connection is not None:
                 _log.info("tag %s: fault injected, dropping the link after %d bytes", self.address, pending.received)
-                self.radio.spawn(connection.disconnect(), name=f"esl-tag-{self.address}-fault-disconnect")
+                self.radio.spawn(self._drop_link(connection), name=f"esl-tag-{self.address}-fault-disconnect")
             return
         self._accept(pending, data)
         if pending.received == pending.length:
             self._pending_write = None
+
+    async def _drop_link(self, connection: Connection) -> None:
+        try:
+            await connection.disconnect()
+        except (core.BaseBumbleError, hci.HCI_Error) as exc:
+            # The AP hung up first: the link is down either way, which is all the fault asks for.
+            _log.debug("tag %s: fault disconnect found the link already gone: %r", self.address, exc)
 
     def _accept(self, pending: _PendingWrite, data: bytes) -> None:
         start = pending.offset + pending.received

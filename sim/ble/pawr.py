@@ -16,6 +16,7 @@ out-of-range tags, more slots than a real train has, and PAST (a tag is on the t
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ class PawrTrain:
         self.subevents_sent = 0
         self.modelled_s = 0.0
 
-    def send_subevent(self, group_id: int, data: bytes) -> SubeventResult:
+    async def send_subevent(self, group_id: int, data: bytes) -> SubeventResult:
         """Deliver ``data`` (the EAD sync packet of ``group_id``) to every listener; return what the slots heard.
 
         Two tags answering in the same slot collide: that slot is reported empty, as on air.
@@ -76,11 +77,12 @@ class PawrTrain:
             del responses[slot]
         self.subevents_sent += 1
         self.modelled_s += self.subevent_s
+        await asyncio.sleep(0)  # a subevent is a radio event: let connections and other work interleave
         return SubeventResult(responses, self.subevent_s)
 
-    def send(self, packet: SyncPacket, key: KeyMaterial, randomizer: bytes) -> SubeventResult:
+    async def send(self, packet: SyncPacket, key: KeyMaterial, randomizer: bytes) -> SubeventResult:
         """Encrypt ``packet`` under the AP Sync ``key`` and send it in subevent ``packet.group_id``."""
-        return self.send_subevent(packet.group_id, packet.encode(key, randomizer))
+        return await self.send_subevent(packet.group_id, packet.encode(key, randomizer))
 
 
 def handle_sync_packet(tag: EmulatedEslTag, group_id: int, data: bytes) -> tuple[int, bytes] | None:

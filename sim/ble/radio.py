@@ -88,7 +88,29 @@ class _RadioController(Controller):
     bumble 0.0.236 acknowledges LE Create Connection Cancel but never reports the aborted attempt, so a connect to
     an absent (out of range) peer hangs after its timeout. Core Vol 4 Part E 7.8.13: after a successful cancel the
     controller sends LE Connection Complete with status Unknown Connection Identifier; that is what this adds.
+
+    Also, a connection request makes an advertising target send its next advertising PDU at once instead of after
+    its interval: a real initiator catches the next advert within milliseconds on one of three channels, and this
+    keeps connects fast while tags advertise at a realistic, cheap-to-simulate interval.
     """
+
+    def on_hci_le_create_connection_command(self, command: hci.HCI_LE_Create_Connection_Command) -> None:
+        super().on_hci_le_create_connection_command(command)
+        self._nudge_target()
+
+    def on_hci_le_extended_create_connection_command(
+        self, command: hci.HCI_LE_Extended_Create_Connection_Command
+    ) -> None:
+        super().on_hci_le_extended_create_connection_command(command)
+        self._nudge_target()
+
+    def _nudge_target(self) -> None:
+        pending = self.pending_le_connection
+        if pending is None or self.link is None:
+            return
+        target = self.link.find_le_controller(pending.peer_address)
+        if target is not None and target is not self and target.le_legacy_advertiser.enabled:
+            asyncio.get_running_loop().call_soon(target.le_legacy_advertiser.send_advertising_data)
 
     def on_hci_le_create_connection_cancel_command(
         self, command: hci.HCI_LE_Create_Connection_Cancel_Command
