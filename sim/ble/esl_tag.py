@@ -435,7 +435,7 @@ class EmulatedEslTag:
         advertising_interval_ms: float = 100.0,
     ) -> EmulatedEslTag:
         """Put a new tag on ``radio`` and start advertising (unless the faults put it out of range)."""
-        device = await radio.add_device(address, name="ESL")
+        device = await radio.add_device(address, name="ESL", observer=False)
         tag = cls(
             radio,
             device,
