@@ -45,6 +45,7 @@ from protocols.esl import (
     SensorValue,
     SlotOutcome,
     SyncPacket,
+    Unassociate,
     UpdateComplete,
     decode_response,
     parse_response_slots,
@@ -62,6 +63,7 @@ from sim.ble import (
     TagFaults,
     TagProfile,
     TagState,
+    TimingModel,
     VirtualRadio,
     framebuffer_size,
     use_radio,
@@ -405,3 +407,31 @@ async def test_ecp_write_without_response_and_notifications_required(radio: Virt
         response, _ = decode_response(await asyncio.wait_for(ap.ecp_answers.get(), 5))
         assert response == BasicState(BasicStateFlags(0))
         await client.stop_notify(uuid16(EslCharacteristic.ESL_CONTROL_POINT))
+
+
+async def test_unassociate_over_pawr_makes_the_tag_discoverable_again(radio: VirtualRadio) -> None:
+    tag = await new_tag(radio)
+    await onboard(tag, EslAddress(6, 1))
+    await asyncio.sleep(0.05)
+    assert state_of(tag) is TagState.SYNCHRONIZED
+    packet = SyncPacket(6, (Unassociate(1),))
+    [slot] = parse_response_slots(
+        packet,
+        (await PawrTrain(radio).send(packet, SYNC_KEY, bytes(5))).responses,
+        {EslAddress(6, 1): response_key_for(1)},
+    )
+    assert slot.outcome is SlotOutcome.ANSWERED
+    assert state_of(tag) is TagState.UNASSOCIATED and tag.esl_address is None
+    assert await discover_tags(1) == [tag.address]
+
+
+async def test_realtime_factor_delays_answers(radio: VirtualRadio) -> None:
+    tag = await new_tag(radio, timing=TimingModel(epaper_refresh_s=2.0, realtime_factor=0.05))
+    async with BleakClient(tag.address, backend=BumbleBleakClient) as client:
+        ap = Ap(client)
+        await ap.subscribe()
+        await ap.configure(EslAddress(0, 2))
+        await ap.upload(1, price_image(3))
+        started = time.monotonic()
+        assert await ap.ecp_command(DisplayImage(2, 0, 1).encode()) == DisplayState(0, 1)
+        assert time.monotonic() - started >= 0.1  # 2 s refresh x 0.05

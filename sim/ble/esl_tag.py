@@ -226,17 +226,23 @@ _DISPLAY_TYPES = {
 
 @dataclass(frozen=True)
 class TimingModel:
-    """Modelled air time, recorded per tag (never slept): what a real AP would wait for.
+    """Modelled air time, recorded per tag in :class:`TagTimeline`: what a real AP would wait for.
 
     ``connection_setup_s`` covers connect, MTU exchange, discovery and security; every object byte costs
     ``1 / l2cap_throughput_bytes_per_s``; each ATT request (read, write with response, control point) costs
-    ``att_round_trip_s``; showing an image costs ``epaper_refresh_s``.
+    ``att_round_trip_s``; showing an image costs ``epaper_refresh_s``. Defaults: a 7.5-15 ms connection interval
+    on the 1M PHY with a few packets per event, and a three-colour panel's full refresh.
+
+    ``realtime_factor`` 0 (the default) never sleeps, so tests and benchmarks run at CPU speed and report modelled
+    seconds. Above 0, before each notification or indication the tag sleeps the modelled time it accrued since the
+    previous one, times the factor, so an AP's timeouts and concurrency meet proportionate latencies.
     """
 
     connection_setup_s: float = 0.6
     l2cap_throughput_bytes_per_s: float = 20_000.0
     att_round_trip_s: float = 0.03
     epaper_refresh_s: float = 2.0
+    realtime_factor: float = 0.0
 
     def transfer_s(self, size: int) -> float:
         return size / self.l2cap_throughput_bytes_per_s
@@ -414,6 +420,8 @@ class EmulatedEslTag:
         self._pending_write: _PendingWrite | None = None
         self._outbox: asyncio.Queue[tuple[Connection, gatt.Characteristic[bytes], bytes, bool]] = asyncio.Queue()
         self._closed = False
+        self._advertised: bytes | None = None
+        self._slept_until_s = 0.0
         self._build_gatt()
         device.on(device.EVENT_CONNECTION, self._on_connection)
         device.create_l2cap_server(
@@ -564,12 +572,14 @@ class EmulatedEslTag:
         if self._closed:
             return
         should_advertise = self._connection is None and not self.faults.out_of_range
+        data = self._advertising_data()
+        if self.device.is_advertising and (not should_advertise or data != self._advertised):
+            await self.device.stop_advertising()
         if should_advertise and not self.device.is_advertising:
             await self.device.start_advertising(
-                advertising_data=self._advertising_data(), advertising_interval_min=self.advertising_interval_ms
+                advertising_data=data, advertising_interval_min=self.advertising_interval_ms
             )
-        elif not should_advertise and self.device.is_advertising:
-            await self.device.stop_advertising()
+            self._advertised = data
 
     def _advertising_data(self) -> bytes:
         structures: list[tuple[int, bytes]] = [(AdvertisingData.FLAGS, bytes((0x06,)))]
@@ -651,6 +661,10 @@ class EmulatedEslTag:
     async def _run_outbox(self) -> None:
         while True:
             connection, characteristic, value, indicate = await self._outbox.get()
+            if self.timing.realtime_factor > 0:
+                owed_s = self.timeline.total_s - self._slept_until_s
+                self._slept_until_s = self.timeline.total_s
+                await asyncio.sleep(owed_s * self.timing.realtime_factor)
             if connection is not self._connection:
                 continue  # the link that asked has gone; the AP will not see this answer, as over the air
             if indicate:
