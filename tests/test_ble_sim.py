@@ -435,3 +435,29 @@ async def test_realtime_factor_delays_answers(radio: VirtualRadio) -> None:
         started = time.monotonic()
         assert await ap.ecp_command(DisplayImage(2, 0, 1).encode()) == DisplayState(0, 1)
         assert time.monotonic() - started >= 0.1  # 2 s refresh x 0.05
+
+
+async def test_object_read_back_and_checksum_of_a_range(radio: VirtualRadio) -> None:
+    tag = await new_tag(radio)
+    image = price_image(8)
+    async with BleakClient(tag.address, backend=BumbleBleakClient) as client:
+        ap = Ap(client)
+        await ap.subscribe()
+        await ap.configure(EslAddress(0, 5))
+        await ap.upload(0, image)
+        assert await ap.read(OtsCharacteristic.OBJECT_NAME) == b"esl_image_00"
+        assert int.from_bytes(await ap.read(OtsCharacteristic.OBJECT_ID), "little") == 0x100
+        channel = BumbleObjectChannel(psm=0x25, address_type="random")
+        await channel.open(client)
+        try:
+            assert await ap.oacp(struct.pack("<BII", OacpOpcode.READ, 100, 600)) == bytes((0x60, 0x05, 0x01))
+            assert await asyncio.wait_for(channel.read(600), 5) == image[100:700]
+        finally:
+            await channel.close()
+        answer = await ap.oacp(struct.pack("<BII", OacpOpcode.CALCULATE_CHECKSUM, 10, 20))
+        assert answer == bytes((0x60, 0x03, 0x01)) + struct.pack("<I", zlib.crc32(image[10:30]))
+        # Past the end of the object: Invalid Parameter; no channel open: Channel Unavailable.
+        answer = await ap.oacp(struct.pack("<BII", OacpOpcode.CALCULATE_CHECKSUM, 0, len(image) + 1))
+        assert answer == bytes((0x60, 0x03, OacpResult.INVALID_PARAMETER))
+        answer = await ap.oacp(struct.pack("<BIIB", OacpOpcode.WRITE, 0, 10, 0x02))
+        assert answer == bytes((0x60, 0x06, OacpResult.CHANNEL_UNAVAILABLE))

@@ -995,6 +995,13 @@ class EmulatedEslTag:
             if self._channel is channel:
                 self._channel = None
                 self._pending_write = None
+            # bumble 0.0.236 forgets to release a closed server-side LE CoC from its per-connection table (its
+            # on_channel_closed only looks at the classic table, which LE channels also sit in), so the AP's next
+            # channel on the same link, reusing the freed CID, is refused "source CID already allocated". A real
+            # stack releases it; do that here.
+            le_channels = self.device.l2cap_channel_manager.le_coc_channels.get(channel.connection.handle)
+            if le_channels is not None and le_channels.get(channel.destination_cid) is channel:
+                del le_channels[channel.destination_cid]
 
         channel.on(channel.EVENT_CLOSE, on_close)
 
