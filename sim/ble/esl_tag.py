@@ -630,7 +630,11 @@ class EmulatedEslTag:
         elif self.state is TagState.UPDATING:
             self.state = TagState.SYNCHRONIZED if self.update_complete else TagState.UNSYNCHRONIZED
         _log.debug("tag %s disconnected (0x%02x), now %s", self.address, reason, self.state.value)
-        if not self._closed:
+        self._schedule_advertising_update()
+
+    def _schedule_advertising_update(self) -> None:
+        """Re-advertise from a bumble callback (which cannot await); skipped while the tag or radio shuts down."""
+        if not self._closed and not self.radio.closed:
             self.radio.spawn(self._update_advertising(), name=f"esl-tag-{self.address}-advertise")
 
     def _forget_configuration(self) -> None:
@@ -772,7 +776,7 @@ class EmulatedEslTag:
                 if self._connection is not None:
                     self.state = TagState.CONFIGURING
                 else:
-                    self.radio.spawn(self._update_advertising(), name=f"esl-tag-{self.address}-advertise")
+                    self._schedule_advertising_update()
                 return self._basic_state()
             case ServiceReset():
                 self.service_needed = False
@@ -1016,7 +1020,7 @@ class EmulatedEslTag:
             self._accept(pending, data)
             self._pending_write = None
             connection = self._connection
-            if connection is not None:
+            if connection is not None and not self.radio.closed:
                 _log.info("tag %s: fault injected, dropping the link after %d bytes", self.address, pending.received)
                 self.radio.spawn(self._drop_link(connection), name=f"esl-tag-{self.address}-fault-disconnect")
             return

@@ -200,7 +200,7 @@ class VirtualRadio:
         (emulated tags): advertising reports then skip them, which keeps hundreds of tags cheap to simulate.
         """
         self._check_open()
-        address = address or self.allocate_address()
+        address = (address or self.allocate_address()).upper()
         if address in self._devices:
             raise ValueError(f"address {address} is already on the radio")
         controller = _RadioController(name, link=self.link, public_address=address)
