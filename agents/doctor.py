@@ -505,7 +505,11 @@ class Doctor:
         running = self._gateway_running()
         buses_health = (self.health or {}).get("agents", {}).get("tags", {}).get("buses", {}) if running else {}
         results = []
+        from agents.tags.config import SerialBusConfig
+
         for bus in tags.buses:
+            if not isinstance(bus, SerialBusConfig):
+                continue  # Bluetooth buses: see the bluetooth check
             name = f"serial:{bus.name}"
             if "://" not in bus.port and not os.path.exists(bus.port):  # noqa: ASYNC240 - a stat of a device node
                 results.append(

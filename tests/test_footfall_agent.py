@@ -128,5 +128,5 @@ cameras:
       score_threshold: 7
     counting: {lines: []}
 """
-    with pytest.raises(ConfigError, match=r"cameras\.0\.detector\.yolox\.score_threshold \(line 10\)"):
+    with pytest.raises(ConfigError, match=r"cameras\.0\.detector\.score_threshold \(line 10\)"):
         parse_config(text, "gw.yaml")

@@ -223,38 +223,44 @@ class GatewayConfig(StrictModel):
         return self.broker.client_id or f"storeedge-{self.store_id}-{self.gateway_id}"
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False) -> yaml.Node | None:
+def _node_at(
+    root: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False
+) -> tuple[yaml.Node | None, tuple[int | str, ...]]:
     """Follow a pydantic error location through the YAML node tree as far as it goes.
 
-    With ``at_key`` the last step returns the key node rather than its value (for unknown keys, whose
-    value may start on a later line).
+    Returns the node and the location without the steps that are not in the YAML: a discriminated union adds its
+    tag (e.g. ``yolox``, or ``serial`` for a bus written without ``type:``) to the location. With ``at_key`` the
+    last step returns the key node rather than its value (for unknown keys, whose value may start on a later line).
     """
     node = root
+    shown: list[int | str] = []
     for index, key in enumerate(loc):
+        last = index == len(loc) - 1
         if isinstance(node, yaml.MappingNode):
             pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
             if pair is None:
-                # A discriminated union adds its tag (e.g. "yolox") to the location: not a YAML key.
-                tag = next((v for k, v in node.value if getattr(k, "value", None) == "type"), None)
-                if isinstance(tag, yaml.ScalarNode) and tag.value == key:
-                    continue
-                return node
-            if at_key and index == len(loc) - 1:
-                return pair[0]
+                if not last:
+                    continue  # a union tag, not a YAML key
+                shown.append(key)
+                return node, (*shown, *loc[index + 1 :])
+            shown.append(key)
+            if at_key and last:
+                return pair[0], tuple(shown)
             node = pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            shown.append(key)
             node = node.value[key]
         else:
-            return node
-    return node
+            return node, (*shown, *loc[index:])
+    return node, tuple(shown)
 
 
 def _describe(errors: list[Any], root: yaml.Node | None, source: str) -> list[str]:
     problems = []
     for err in errors:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        node = _node_at(root, loc, at_key=err["type"] == "extra_forbidden")
+        node, shown = _node_at(root, loc, at_key=err["type"] == "extra_forbidden")
+        field = ".".join(str(p) for p in (shown if root is not None else loc)) or "(top level)"
         where = f" (line {node.start_mark.line + 1})" if node is not None else ""
         message = err["msg"]
         if err["type"] == "extra_forbidden":

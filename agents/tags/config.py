@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from agents.tags.panels import Panel, UnknownPanelError, panel_by_name
 from protocols.esl_ecp import MAX_GROUP_ID, EslAddress
 from protocols.esl_serial import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE
 
-__all__ = ["RetryConfig", "SerialBusConfig", "TagRange", "TagsConfig", "parse_address"]
+__all__ = ["BleBusConfig", "BusConfig", "RetryConfig", "SerialBusConfig", "TagRange", "TagsConfig", "parse_address"]
 
 _ADDRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
@@ -96,6 +96,52 @@ class SerialBusConfig(_Strict):
     tags: list[TagRange] = Field(default_factory=list)
 
 
+class BleBusConfig(_Strict):
+    """A Bluetooth ESL access point (one adapter) and the tags it serves.
+
+    The bleak backend is a config value: ``None`` is bleak's default for the platform (BlueZ on Linux); the
+    simulator passes ``sim.ble:BumbleBleakClient`` / ``sim.ble:BumbleBleakScanner`` and ``object_channel: sim``.
+    Unassociated tags found by a scan are onboarded onto the declared addresses that have no tag yet, in
+    address order, and remembered in the tag store.
+    """
+
+    type: Literal["ble"]
+    name: str = Field(pattern=_NAME_PATTERN)
+    client_backend: str | None = Field(None, description="'module:Class' of a bleak client backend; None = default.")
+    scanner_backend: str | None = Field(None, description="'module:Class' of a bleak scanner backend.")
+    object_channel: str = Field("linux", description="'linux', 'sim' or 'module:Class' (OTS data over L2CAP CoC).")
+    max_concurrent: int = Field(4, ge=1, le=32, description="Connections open at the same time.")
+    compress: bool = Field(True, description="Send images zlib-compressed (4 KB window) when that is smaller.")
+    onboard: bool = Field(True, description="Onboard unassociated tags onto declared addresses without a tag.")
+    scan_s: float = Field(5.0, gt=0, le=120)
+    rescan_s: float = Field(60.0, gt=0, le=86400, description="Scan again this often while declared tags are missing.")
+    connect_s: float = Field(10.0, gt=0, le=120)
+    response_s: float = Field(5.0, gt=0, le=120)
+    attempts: int = Field(4, ge=1, le=20, description="Connections tried per operation.")
+    pair: bool = True
+    tags: list[TagRange] = Field(default_factory=list)
+
+    @field_validator("client_backend", "scanner_backend", "object_channel")
+    @classmethod
+    def _class_path(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("linux", "sim") and not re.match(r"^[\w.]+:\w+$", value):
+            raise ValueError(f"must be 'module:Class', got {value!r}")
+        return value
+
+
+def _bus_type(value: object) -> str:
+    """Buses without ``type`` are serial (configs written before BLE existed stay valid)."""
+    if isinstance(value, dict):
+        return str(value.get("type", "serial"))
+    return str(getattr(value, "type", "serial"))
+
+
+BusConfig = Annotated[
+    Annotated[SerialBusConfig, Tag("serial")] | Annotated[BleBusConfig, Tag("ble")],
+    Discriminator(_bus_type),
+]
+
+
 class RetryConfig(_Strict):
     """How often a failing tag update is tried again, with jittered exponential back-off between tries."""
 
@@ -113,7 +159,7 @@ class RetryConfig(_Strict):
 class TagsConfig(_Strict):
     """The tag service: buses, templates (name -> YAML file; ``default`` is built in) and retry policy."""
 
-    buses: list[SerialBusConfig] = Field(min_length=1)
+    buses: list[BusConfig] = Field(min_length=1)
     templates: dict[str, Path] = Field(default_factory=dict)
     retry: RetryConfig = RetryConfig()
     read_battery: bool = Field(True, description="Read the battery sensor after every applied update.")

@@ -62,7 +62,9 @@ __all__ = [
     "decode_raw",
     "decode_zlib",
     "encode",
+    "compress_framebuffer",
     "encode_framebuffer",
+    "inflate_framebuffer",
     "encode_raw",
     "encode_zlib",
 ]
@@ -147,6 +149,30 @@ def encode_framebuffer(panel: Panel, planes: Sequence[bytes]) -> bytes:
         bits = np.unpackbits(np.frombuffer(plane, dtype=np.uint8))[:count].reshape(panel.height, panel.width)
         out.append(np.packbits(bits, axis=1).tobytes())
     return b"".join(out)
+
+
+def compress_framebuffer(framebuffer: bytes, level: int = 9) -> bytes:
+    """The tag image object in compressed form: a bare zlib stream (4 KB window) of the framebuffer bytes.
+
+    BLE tags take either form as an OTS image object (the ESL spec leaves the image format to the vendor): an object
+    of exactly the framebuffer size is raw, anything else must inflate to exactly that size.
+    """
+    compressor = zlib.compressobj(level=level, method=zlib.DEFLATED, wbits=ZLIB_WBITS)
+    return compressor.compress(framebuffer) + compressor.flush()
+
+
+def inflate_framebuffer(data: bytes, size: int) -> bytes:
+    """Inverse of :func:`compress_framebuffer`; never inflates past ``size`` bytes (no zip bombs)."""
+    if not data or data[0] != _ZLIB_CMF:
+        raise ImageEncodingError("compressed image must be a zlib stream with a 4 KB window (CMF 0x48)")
+    inflater = zlib.decompressobj(wbits=ZLIB_WBITS)
+    try:
+        out = inflater.decompress(data, size + 1)
+    except zlib.error as exc:
+        raise ImageEncodingError(f"corrupt compressed image: {exc}") from exc
+    if not inflater.eof or inflater.unused_data or len(out) != size:
+        raise ImageEncodingError(f"compressed image inflates to {len(out)} bytes, expected {size}")
+    return out
 
 
 def encode_zlib(panel: Panel, planes: Sequence[bytes], level: int = 9) -> bytes:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,13 +42,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents.core.backoff import Backoff
 from agents.core.supervisor import Agent
-from agents.tags.config import SerialBusConfig, TagsConfig, parse_address
+from agents.tags.config import BleBusConfig, BusConfig, SerialBusConfig, TagsConfig, parse_address
 from agents.tags.encoding import ImageEncodingError
 from agents.tags.panels import Panel, UnknownPanelError, panel_by_name
 from agents.tags.render import (
@@ -260,13 +261,25 @@ def prepare_items(
 
 @dataclass
 class _Bus:
-    config: SerialBusConfig
+    config: BusConfig
     transport: TagTransport | None = None
     wake: asyncio.Event | None = None
 
 
 CommandRegistrar = Callable[[str, type[BaseModel], Callable[[Any], Awaitable[Any]], str], None]
-TransportFactory = Callable[[SerialBusConfig], Awaitable[TagTransport]]
+TransportFactory = Callable[[BusConfig], Awaitable[TagTransport]]
+
+
+@runtime_checkable
+class MaintainedTransport(Protocol):
+    """A transport with background work of its own (a BLE bus onboards new tags) and tags that may not be usable
+    yet; the service runs :meth:`maintain` beside the bus's scheduler and skips tags that are not ready."""
+
+    async def maintain(self) -> None: ...
+
+    def is_ready(self, address: EslAddress) -> bool: ...
+
+    def diagnostics(self) -> dict[str, Any]: ...
 
 
 async def open_serial_transport(bus: SerialBusConfig) -> TagTransport:
@@ -290,14 +303,14 @@ class TagServiceAgent(Agent):
         outbox: Outbox,
         store_path: Path,
         *,
-        open_transport: TransportFactory = open_serial_transport,
+        open_transport: TransportFactory | None = None,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__("tags")
         self.config = config
         self.outbox = outbox
         self._store_path = store_path
-        self._open_transport = open_transport
+        self._open_transport = open_transport or self._open_bus
         self._rng = rng or random.Random()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tag-store")
         self._templates: dict[str, Template] = {"default": default_template()}
@@ -326,6 +339,51 @@ class TagServiceAgent(Agent):
         register("tags.ping", TagListArgs, self._ping, "Ping tags; answers their state and battery.")
         register("tags.status", StatusArgs, self._status, "The stored state of some or all tags.")
 
+    async def _open_bus(self, bus: BusConfig) -> TagTransport:
+        if isinstance(bus, SerialBusConfig):
+            return await open_serial_transport(bus)
+        return await self._open_ble_bus(bus)
+
+    async def _open_ble_bus(self, bus: BleBusConfig) -> TagTransport:
+        import json
+
+        from agents.tags.ble.access_point import EslTagRecord
+        from agents.tags.ble.bus import BleBus
+        from protocols.esl import KeyMaterial
+
+        assert self._store is not None
+        store = self._store
+        key_name = f"ble.{bus.name}.ap_sync_key"
+        stored_key: str | None = await self._db(store.meta, key_name)
+        if stored_key is None:
+            stored_key = KeyMaterial(os.urandom(16), os.urandom(8)).encode().hex()
+            await self._db(store.set_meta, key_name, stored_key)
+        rows: dict[str, str] = await self._db(store.ble_records, bus.name)
+        records = []
+        for address, text in rows.items():
+            try:
+                records.append(EslTagRecord.from_dict(json.loads(text)))
+            except ValueError as exc:
+                log.warning(
+                    "bus %s: ignoring the damaged record of tag %s (it will be onboarded again): %s",
+                    bus.name,
+                    address,
+                    exc,
+                )
+
+        async def save_record(record: EslTagRecord) -> None:
+            await self._db(store.save_ble_record, bus.name, str(record.esl_address), json.dumps(record.to_dict()))
+
+        state = self._buses[bus.name]
+        return BleBus(
+            bus,
+            ap_sync_key=KeyMaterial.decode(bytes.fromhex(stored_key)),
+            declared=[address for tag_range in bus.tags for address in tag_range.expand()],
+            records=records,
+            save_record=save_record,
+            on_change=lambda: state.wake.set() if state.wake is not None else None,
+        )
+
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -347,6 +405,8 @@ class TagServiceAgent(Agent):
                 self._ready.set()
                 for bus in self._buses.values():
                     group.create_task(self._schedule(bus), name=f"tags:scheduler-{bus.config.name}")
+                    if isinstance(bus.transport, MaintainedTransport):
+                        group.create_task(bus.transport.maintain(), name=f"tags:maintain-{bus.config.name}")
         finally:
             self._ready.clear()
             for bus in self._buses.values():
@@ -550,9 +610,12 @@ class TagServiceAgent(Agent):
                 now = time.time()
                 due: list[TagRecord] = []
                 next_look: float | None = None
+                transport = bus.transport
                 for address in addresses:
                     if address in self._running:
                         continue
+                    if isinstance(transport, MaintainedTransport) and not transport.is_ready(address):
+                        continue  # not onboarded yet: the bus wakes this loop when it is
                     record = self._records[address]
                     run_now, later = self._due(record, now)
                     if run_now:
@@ -710,12 +773,15 @@ class TagServiceAgent(Agent):
                 states[record.state] = states.get(record.state, 0) + 1
             transport = bus.transport
             buses[name] = {
-                "port": bus.config.port,
+                "type": bus.config.type,
+                "port": getattr(bus.config, "port", None),
                 "open": transport is not None,
                 "tags": len(records),
                 "states": states,
                 "link_bytes_written": transport.bytes_written if transport else None,
             }
+            if isinstance(transport, MaintainedTransport):
+                buses[name].update(transport.diagnostics())
         return {"buses": buses, "running_updates": len(self._running)}
 
 

@@ -91,6 +91,9 @@ class TagStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         columns = ", ".join(f"{name} {_COLUMN_TYPES.get(name, '')}".strip() for name in _FIELDS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS tags ({columns})")
+        # Bluetooth tags: the onboarding record of each (BLE address, keys, display information), as JSON
+        self._db.execute("CREATE TABLE IF NOT EXISTS ble_records (address TEXT PRIMARY KEY, bus TEXT, record TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def load(self) -> list[TagRecord]:
         rows = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM tags ORDER BY address").fetchall()
@@ -105,6 +108,23 @@ class TagStore:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(f"INSERT OR REPLACE INTO tags ({', '.join(_FIELDS)}) VALUES ({placeholders})", rows)
+
+    def ble_records(self, bus: str) -> dict[str, str]:
+        """ESL address -> onboarding record (JSON) of the Bluetooth tags on ``bus``."""
+        rows = self._db.execute("SELECT address, record FROM ble_records WHERE bus = ?", (bus,)).fetchall()
+        return {address: record for address, record in rows}
+
+    def save_ble_record(self, bus: str, address: str, record: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO ble_records (address, bus, record) VALUES (?, ?, ?)", (address, bus, record)
+        )
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         self._db.close()

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from protocols.esl_ecp import Command, DisplayState, EslAddress, Response
 
-__all__ = ["ImageResult", "TagRefusedError", "TagTransport", "TagTransportError"]
+__all__ = ["ImageResult", "SentImage", "TagRefusedError", "TagTransport", "TagTransportError"]
 
 
 class TagTransportError(Exception):
@@ -37,16 +37,24 @@ class ImageResult:
     response: Response
 
 
+class SentImage(Protocol):
+    """What the service reads from any transport's image result."""
+
+    @property
+    def bytes_sent(self) -> int: ...
+
+
 class TagTransport(Protocol):
     """What the tag service needs from a transport (one bus or one radio)."""
 
-    bytes_written: int
+    @property
+    def bytes_written(self) -> int: ...
 
     async def send_command(self, address: EslAddress, command: Command) -> Response: ...
 
     async def send_image(
         self, address: EslAddress, planes: bytes, *, image_index: int = 0, display: bool = True
-    ) -> ImageResult: ...
+    ) -> SentImage: ...
 
     async def display_image(self, address: EslAddress, image_index: int) -> DisplayState: ...
 

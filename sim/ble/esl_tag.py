@@ -48,6 +48,7 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.pairing import PairingConfig
 
+from agents.tags.encoding import ImageEncodingError, inflate_framebuffer
 from agents.tags.panels import ColourMode, Panel
 from protocols.errors import ProtocolError
 from protocols.esl import (
@@ -321,7 +322,19 @@ class ImageObject:
 
     @property
     def complete(self) -> bool:
-        return len(self.data) == self.allocated_size and self.verified
+        return self.image() is not None
+
+    def image(self) -> bytes | None:
+        """The framebuffer this object holds once verified: the raw bytes (object of exactly the framebuffer size)
+        or the inflated compressed form (``agents.tags.encoding.compress_framebuffer``); None otherwise."""
+        if not self.verified or not self.data:
+            return None
+        if len(self.data) == self.allocated_size:
+            return bytes(self.data)
+        try:
+            return inflate_framebuffer(bytes(self.data), self.allocated_size)
+        except ImageEncodingError:
+            return None
 
 
 class EslEPaper:
@@ -854,7 +867,9 @@ class EmulatedEslTag:
         return self._show(image_index)
 
     def _show(self, image_index: int) -> DisplayState:
-        self.epaper.show(image_index, bytes(self.images[image_index].data))
+        image = self.images[image_index].image()
+        assert image is not None  # callers check ``complete`` first
+        self.epaper.show(image_index, image)
         self.timeline.refresh_s += self.timing.epaper_refresh_s
         return DisplayState(0, image_index)
 

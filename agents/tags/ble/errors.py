@@ -25,6 +25,7 @@ answer and retrying would only repeat it. Every error chains (``from``) the blea
 
 from __future__ import annotations
 
+from agents.tags.transport import TagRefusedError, TagTransportError
 from protocols.esl_ecp import ErrorCode
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class BleTransportError(Exception):
+class BleTransportError(TagTransportError):
     """Base class of every error the BLE access point and transport raise."""
 
 
@@ -88,7 +89,7 @@ class ResponseTimeoutError(BleTagError, TimeoutError):
     """The tag is connected but did not answer a command or control-point request in time."""
 
 
-class EcpError(BleTagError):
+class EcpError(BleTagError, TagRefusedError):
     """The tag answered an ECP command with an Error response (example: Display Image of an empty slot)."""
 
     def __init__(self, ble_address: str, reason: str, code: int) -> None:

@@ -6,9 +6,10 @@ serial line or a Bluetooth access point. This class maps that interface onto :cl
 
 - ESL address -> BLE device through the onboarding records (:class:`EslTagRecord`, persisted by the caller); an
   address without a record raises :class:`UnknownTagError`.
-- ``send_image`` uploads the planes as OTS object ``0x100 + image_index`` (resuming after dropped connections) and,
-  with ``display=True``, sends Display Image on the same connection; ``display=False`` stages the image and pings
-  the tag, as the serial transport does, so the result always carries a response.
+- ``send_image`` uploads the planes (zlib-compressed with a 4 KB window when that is smaller, unless
+  ``compress=False``; the tag inflates them) as OTS object ``0x100 + image_index`` (resuming after dropped
+  connections) and, with ``display=True``, sends Display Image on the same connection; ``display=False`` stages
+  the image and pings the tag, as the serial transport does, so the result always carries a response.
 - Concurrency: at most ``max_concurrent`` tags are connected at once (a BLE controller holds a handful of links);
   operations on one tag are serialised.
 - Every failure is a :class:`BleTransportError` (the service catches it beside ``SerialTransportError``); a tag's
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from agents.tags.ble.access_point import EslAccessPoint, EslTagRecord, UploadResult
 from agents.tags.ble.errors import BleTransportError, EcpError, UnknownTagError
+from agents.tags.encoding import compress_framebuffer
 from protocols.esl_ecp import (
     Command,
     DisplayImage,
@@ -57,7 +59,12 @@ class BleTagTransport:
     """Async client for the tags one :class:`EslAccessPoint` serves (see the module docstring)."""
 
     def __init__(
-        self, access_point: EslAccessPoint, records: Iterable[EslTagRecord] = (), *, max_concurrent: int = 4
+        self,
+        access_point: EslAccessPoint,
+        records: Iterable[EslTagRecord] = (),
+        *,
+        max_concurrent: int = 4,
+        compress: bool = True,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -68,6 +75,7 @@ class BleTagTransport:
         self._limit = asyncio.Semaphore(max_concurrent)
         self._tag_locks: dict[EslAddress, asyncio.Lock] = {}
         self._closed = False
+        self.compress = compress
         self.image_bytes_sent = 0
 
     @property
@@ -78,6 +86,12 @@ class BleTagTransport:
     def add_record(self, record: EslTagRecord) -> None:
         """Map ``record.esl_address`` to its BLE device (after onboarding, or loaded from the store)."""
         self._records[record.esl_address] = record
+
+    def has_record(self, address: EslAddress) -> bool:
+        return address in self._records
+
+    def records(self) -> list[EslTagRecord]:
+        return list(self._records.values())
 
     def record(self, address: EslAddress) -> EslTagRecord:
         try:
@@ -110,8 +124,13 @@ class BleTagTransport:
         """Upload ``planes`` into image slot ``image_index``, then Display Image (or, staged, a Ping)."""
         self._check_open()
         record = self.record(address)
+        payload = planes
+        if self.compress:
+            compressed = compress_framebuffer(planes)
+            if len(compressed) < len(planes):
+                payload = compressed  # the tag inflates it (agents.tags.encoding.inflate_framebuffer)
         async with self._limit, self._lock_for(address):
-            upload, state = await self.access_point.upload_image(record, image_index, planes, display=display)
+            upload, state = await self.access_point.upload_image(record, image_index, payload, display=display)
             response: Response
             if state is not None:
                 response = state
