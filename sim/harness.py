@@ -145,12 +145,12 @@ async def run_scenario(
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="storeedge-sim-")))
         fleet: TagFleet | None = None
         extra: dict[str, Any] = {}
-        if scenario.tags is not None:
-            fleet = TagFleet(scenario.tags)
-            stack.callback(fleet.stop)
-            fleet.start()
-            extra["tags"] = fleet.gateway_section()
         async with contextlib.AsyncExitStack() as astack:
+            if scenario.tags is not None:
+                fleet = TagFleet(scenario.tags)
+                astack.push_async_callback(fleet.aclose)
+                await fleet.astart()
+                extra["tags"] = fleet.gateway_section()
             if broker_url is None:
                 broker = await astack.enter_async_context(EmbeddedBroker())
                 broker_url = broker.url

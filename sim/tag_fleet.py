@@ -16,12 +16,13 @@ A scenario's ``tags:`` section declares buses (group, number of tags, panel) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,7 @@ from agents.tags.panels import panel_by_name
 from agents.tags.render import render_label
 from protocols.esl_ecp import EslAddress
 from protocols.mqtt_v1 import GatewayTopics
+from sim.ble import EmulatedEslTag, TagFaults, TagProfile, VirtualRadio, use_radio
 from sim.serial_tags import FaultConfig, SimulatedSerialBus
 
 __all__ = ["SimTagBus", "TagFleet", "TagsScenario"]
@@ -43,6 +45,7 @@ class _Strict(BaseModel):
 
 
 class SimTagBus(_Strict):
+    type: Literal["serial", "ble"] = "serial"
     name: str
     group: int = Field(ge=0, le=127)
     count: int = Field(ge=1, le=254)
@@ -57,6 +60,7 @@ class SimFaults(_Strict):
     burst_bytes: float = Field(16.0, ge=1)
     corrupt_frame: float = Field(0.0, ge=0, le=1)
     drop_frame: float = Field(0.0, ge=0, lt=1)
+    disconnect_mid_transfer: float = Field(0.0, ge=0, lt=1, description="BLE: share of object writes cut off.")
     seed: int | None = None
 
 
@@ -98,6 +102,10 @@ class TagFleet:
         self.resend_bytes: int | None = None
         self.first_bytes: int | None = None
         self._batch_ids: list[str] = []
+        self.ble_addresses: dict[str, list[EslAddress]] = {}
+        self.ble_tags: list[EmulatedEslTag] = []
+        self.radio: VirtualRadio | None = None
+        self._radio_scope: contextlib.ExitStack | None = None
         n = 0
         for index, bus in enumerate(scenario.buses):
             panel = panel_by_name(bus.panel)
@@ -110,9 +118,12 @@ class TagFleet:
                 drop_frame=faults.drop_frame,
                 seed=None if faults.seed is None else faults.seed + index,
             )
-            self.buses[bus.name] = SimulatedSerialBus(
-                addresses, width=panel.width, height=panel.height, planes=panel.planes, faults=fault_config
-            )
+            if bus.type == "serial":
+                self.buses[bus.name] = SimulatedSerialBus(
+                    addresses, width=panel.width, height=panel.height, planes=panel.planes, faults=fault_config
+                )
+            else:
+                self.ble_addresses[bus.name] = addresses
             for address in addresses:
                 n += 1
                 fields = {key: _fill(value, n) for key, value in scenario.fields.items()}
@@ -133,21 +144,79 @@ class TagFleet:
         for bus in self.buses.values():
             bus.stop()
 
+    async def astart(self) -> None:
+        """Start the serial buses, and for Bluetooth buses a virtual radio with one emulated tag per address
+        (registered with ``use_radio`` so the gateway's bumble-backed bleak backend finds it)."""
+        self.start()
+        if not self.ble_addresses:
+            return
+        self.radio = VirtualRadio()
+        scope = contextlib.ExitStack()
+        scope.enter_context(use_radio(self.radio))
+        self._radio_scope = scope
+        faults = self.scenario.faults
+        for index, bus in enumerate(b for b in self.scenario.buses if b.type == "ble"):
+            profile = TagProfile(panel=panel_by_name(bus.panel))
+            for number, _address in enumerate(self.ble_addresses[bus.name]):
+                seed = None if faults.seed is None else faults.seed * 10_000 + index * 1000 + number
+                tag = await EmulatedEslTag.create(
+                    self.radio,
+                    profile=profile,
+                    faults=TagFaults(disconnect_mid_transfer=faults.disconnect_mid_transfer, seed=seed),
+                )
+                self.ble_tags.append(tag)
+
+    async def aclose(self) -> None:
+        if self.radio is not None:
+            await self.radio.close()
+        if self._radio_scope is not None:
+            self._radio_scope.close()
+        self.stop()
+
     def gateway_section(self) -> dict[str, Any]:
         """The gateway's ``tags:`` config for these buses."""
-        return {
-            "buses": [
-                {
-                    "name": bus.name,
-                    "port": self.buses[bus.name].port,
-                    "max_concurrent": bus.max_concurrent,
-                    "block_size": bus.block_size,
-                    "tags": [{"addresses": f"{bus.group}/1-{bus.count}", "panel": bus.panel}],
-                }
-                for bus in self.scenario.buses
-            ],
-            "retry": {"max_attempts": 8, "min_delay_s": 0.2, "max_delay_s": 5},
-        }
+        buses: list[dict[str, Any]] = []
+        for bus in self.scenario.buses:
+            tags = [{"addresses": f"{bus.group}/1-{bus.count}", "panel": bus.panel}]
+            if bus.type == "serial":
+                buses.append(
+                    {
+                        "name": bus.name,
+                        "port": self.buses[bus.name].port,
+                        "max_concurrent": bus.max_concurrent,
+                        "block_size": bus.block_size,
+                        "tags": tags,
+                    }
+                )
+            else:
+                buses.append(
+                    {
+                        "type": "ble",
+                        "name": bus.name,
+                        "client_backend": "sim.ble:BumbleBleakClient",
+                        "scanner_backend": "sim.ble:BumbleBleakScanner",
+                        "object_channel": "sim",
+                        "max_concurrent": bus.max_concurrent,
+                        "scan_s": 1.0,
+                        "rescan_s": 2.0,
+                        "connect_s": 5.0,
+                        "response_s": 5.0,
+                        "attempts": 6,
+                        "tags": tags,
+                    }
+                )
+        return {"buses": buses, "retry": {"max_attempts": 8, "min_delay_s": 0.2, "max_delay_s": 5}}
+
+    def _shown(self) -> dict[EslAddress, tuple[bytes | None, list[str]]]:
+        """What every simulated tag shows now and the sha256 of everything it ever showed."""
+        shown: dict[EslAddress, tuple[bytes | None, list[str]]] = {}
+        for bus in self.buses.values():
+            for address, tag in bus.tags.items():
+                shown[address] = (tag.planes, list(tag.display.history))
+        for ble_tag in self.ble_tags:
+            if ble_tag.esl_address is not None:
+                shown[ble_tag.esl_address] = (ble_tag.epaper.shown, list(ble_tag.epaper.history))
+        return shown
 
     def render_expected(self) -> None:
         """What every tag must end up showing (the same renderer the gateway uses), and the zlib ratios."""
@@ -226,15 +295,25 @@ class TagFleet:
         hash_match = 0
         partial = 0
         intended = {hashlib.sha256(image).hexdigest() for image in self.expected.values()}
-        for bus in self.buses.values():
-            for address, tag in bus.tags.items():
-                expected = self.expected.get(address)
-                if expected is not None and tag.planes == expected:
-                    hash_match += 1
-                partial += sum(1 for shown in tag.display.history if shown not in intended)
+        for address, (planes, history) in self._shown().items():
+            expected = self.expected.get(address)
+            if expected is not None and planes == expected:
+                hash_match += 1
+            partial += sum(1 for shown in history if shown not in intended)
         previews = self._previews(artifacts) if artifacts is not None else []
         tag_agent = gateway.snapshot().get("agents", {}).get("tags", {})
         counters = tag_agent.get("counters", {})
+        ble = None
+        if self.ble_tags:
+            timelines = [tag.timeline for tag in self.ble_tags]
+            ble = {
+                "onboarded": sum(1 for tag in self.ble_tags if tag.esl_address is not None),
+                "connections": sum(t.connections for t in timelines),
+                "object_bytes_received": sum(t.object_bytes_received for t in timelines),
+                "modelled_seconds_total": round(sum(t.total_s for t in timelines), 1),
+                "object_writes": sum(tag.object_writes for tag in self.ble_tags),
+                "dropped_mid_transfer": sum(tag.faults_injected for tag in self.ble_tags),
+            }
         total_bytes = sum(bus.bytes_total for bus in self.buses.values())
         corrupted = sum(bus.bytes_corrupted for bus in self.buses.values())
         return {
@@ -258,6 +337,7 @@ class TagFleet:
                 "frames_dropped": sum(bus.frames_dropped for bus in self.buses.values()),
                 "frames": sum(bus.frames_in for bus in self.buses.values()),
             },
+            "ble": ble,
             "battery_mv": sorted({r.get("battery_mv") for r in settled.values()} - {None}),
             "previews": previews,
             "agent": counters,
@@ -266,6 +346,21 @@ class TagFleet:
     def _previews(self, folder: Path) -> list[dict[str, Any]]:
         folder.mkdir(parents=True, exist_ok=True)
         saved = []
+        for ble_tag in self.ble_tags[: self.scenario.previews]:
+            if ble_tag.esl_address is None or ble_tag.epaper.shown is None:
+                continue
+            esl = ble_tag.esl_address
+            path = folder / f"ble-{esl.group_id}-{esl.esl_id}.png"
+            _save_framebuffer_png(ble_tag.epaper.shown, self.panels[esl], path)
+            saved.append(
+                {
+                    "tag": str(esl),
+                    "bus": "ble",
+                    "panel": self.panels[esl],
+                    "path": str(path),
+                    "shows_intended_image": ble_tag.epaper.shown == self.expected.get(esl),
+                }
+            )
         for name, bus in self.buses.items():
             for address in list(bus.tags)[: self.scenario.previews]:
                 tag = bus.tags[address]
@@ -282,6 +377,27 @@ class TagFleet:
                     }
                 )
         return saved
+
+
+def _save_framebuffer_png(framebuffer: bytes, panel_name: str, path: Path) -> None:
+    """A PNG of a framebuffer (rows padded to bytes; black plane, then the accent plane)."""
+    import numpy as np
+    from PIL import Image
+
+    panel = panel_by_name(panel_name)
+    row_bytes = (panel.width + 7) // 8
+    plane_size = row_bytes * panel.height
+    rgb = np.full((panel.height, panel.width, 3), 255, dtype=np.uint8)
+    planes = [
+        np.unpackbits(np.frombuffer(framebuffer[i * plane_size : (i + 1) * plane_size], dtype=np.uint8))
+        .reshape(panel.height, row_bytes * 8)[:, : panel.width]
+        .astype(bool)
+        for i in range(panel.planes)
+    ]
+    rgb[planes[0]] = (0, 0, 0)
+    if panel.planes == 2:  # the accent wins where both planes are set, as on the panel
+        rgb[planes[1]] = panel.colour_mode.accent_rgb or (255, 0, 0)
+    Image.fromarray(rgb).save(path, format="PNG")
 
 
 def _address(text: str) -> EslAddress:

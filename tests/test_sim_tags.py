@@ -51,10 +51,10 @@ def test_tags_serial_scenario(tmp_path: Path) -> None:
     assert {p["bus"] for p in previews} == {"aisle-1", "aisle-2", "aisle-3", "aisle-4"}
     for preview in previews:
         assert preview["shows_intended_image"]
-        image = Image.open(preview["path"])
         width, height = (int(n) for n in preview["panel"].split("-")[0].split("x"))
-        assert image.size == (width, height)
-        big = image.resize((width * 4, height * 4), Image.Resampling.NEAREST)
+        with Image.open(preview["path"]) as image:
+            assert image.size == (width, height)
+            big = image.resize((width * 4, height * 4), Image.Resampling.NEAREST)
         codes = {result.format.name: result.text for result in zxingcpp.read_barcodes(big)}
         group, esl_id = (int(n) for n in preview["tag"].split("/"))
         n = (group - 1) * 25 + esl_id

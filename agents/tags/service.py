@@ -329,6 +329,7 @@ class TagServiceAgent(Agent):
         self._ready = asyncio.Event()
         self._draining = False
         self._running: dict[EslAddress, asyncio.Task[None]] = {}
+        self._ble_claimed: set[str] = set()  # BLE addresses onboarded (or being onboarded) by any Bluetooth bus
 
     # ------------------------------------------------------------------------------------------------------------
     # Lifecycle
@@ -378,7 +379,8 @@ class TagServiceAgent(Agent):
         return BleBus(
             bus,
             ap_sync_key=KeyMaterial.decode(bytes.fromhex(stored_key)),
-            declared=[address for tag_range in bus.tags for address in tag_range.expand()],
+            declared={address: tag_range.panel_profile for tag_range in bus.tags for address in tag_range.expand()},
+            claimed=self._ble_claimed,
             records=records,
             save_record=save_record,
             on_change=lambda: state.wake.set() if state.wake is not None else None,
@@ -394,6 +396,7 @@ class TagServiceAgent(Agent):
 
     async def run(self) -> None:
         self._draining = False
+        self._ble_claimed.clear()
         store: TagStore = await self._db(TagStore, self._store_path)
         self._store = store
         try:

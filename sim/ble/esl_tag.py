@@ -424,6 +424,10 @@ class EmulatedEslTag:
         self.leds = [_LedStatus() for _ in range(profile.led_count)]
         self.pending_timed_image: DisplayTimedImage | None = None
         self.pending_timed_led: LedTimedControl | None = None
+        self.faults_injected = 0
+        self.object_writes = 0
+        """OACP Writes accepted (each is one object transfer on one connection)."""
+        """Object writes cut off by ``TagFaults.disconnect_mid_transfer``."""
         self.ecp_log: list[tuple[bytes, bytes | None]] = []
         """Every ECP write and the response notified for it (None: no response), for tests."""
 
@@ -967,8 +971,8 @@ class EmulatedEslTag:
             if offset + length > len(image.data) or self._pending_write is not None:
                 return OacpResult.INVALID_PARAMETER, b""
             crc = zlib.crc32(bytes(image.data[offset : offset + length]))
-            if offset == 0 and length == len(image.data) == image.allocated_size:
-                image.verified = True
+            if offset == 0 and length == len(image.data):
+                image.verified = True  # a checksum over the whole object (raw or compressed, see ImageObject.image)
             return OacpResult.SUCCESS, struct.pack("<I", crc)
         if self._channel is None:
             return OacpResult.CHANNEL_UNAVAILABLE, b""
@@ -994,6 +998,7 @@ class EmulatedEslTag:
             del image.data[offset:]
         image.verified = False
         cut_after: int | None = None
+        self.object_writes += 1
         if length > 1 and self._rng.random() < self.faults.disconnect_mid_transfer:
             cut_after = self._rng.randrange(1, length)
         self._pending_write = _PendingWrite(image, offset, length, truncate, cut_after=cut_after)
@@ -1036,6 +1041,7 @@ class EmulatedEslTag:
             self._pending_write = None
             connection = self._connection
             if connection is not None and not self.radio.closed:
+                self.faults_injected += 1
                 _log.info("tag %s: fault injected, dropping the link after %d bytes", self.address, pending.received)
                 self.radio.spawn(self._drop_link(connection), name=f"esl-tag-{self.address}-fault-disconnect")
             return

@@ -233,6 +233,7 @@ class VirtualRadio:
         async with self._adapter_lock:
             if self._adapter is None:
                 self._adapter = await self.add_device(self._adapter_address, name="ap-adapter")
+                _unique_signalling_identifiers(self._adapter)
             return self._adapter
 
     def adapter_connection(self, peer_address: str) -> Connection | None:
@@ -332,6 +333,28 @@ async def _shut_down_device(device: Device, controller: Controller | None) -> No
 
 
 _radios: list[VirtualRadio] = []
+
+
+def _unique_signalling_identifiers(device: Device) -> None:
+    """Work around bumble 0.0.236 keying pending LE CoC connection requests by signalling identifier alone.
+
+    Identifiers are counted per connection (each starts at 1), but the pending-request table is shared by all
+    connections, so two links opening an object channel at the same time collide ("too many concurrent
+    connection requests"), and a request whose link dropped before the answer blocks that identifier for good.
+    A central with many links (the AP) then fails at random. Here identifiers come from one counter for all
+    links, which keeps them unique among pending requests; an entry still pending when its identifier comes round
+    again (255 requests later) belongs to a link that is long gone and is dropped.
+    """
+    manager = device.l2cap_channel_manager
+    counter = itertools.cycle(range(1, 256))
+
+    def next_identifier(connection: Connection) -> int:
+        identifier = next(counter)
+        manager.le_coc_requests.pop(identifier, None)
+        manager.identifiers[connection.handle] = identifier
+        return identifier
+
+    manager.next_identifier = next_identifier  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

@@ -936,7 +936,7 @@ class EslAccessPoint:
     async def onboard(
         self,
         tag: DiscoveredTag | str,
-        esl_address: EslAddress,
+        esl_address: EslAddress | Callable[[TagInformation], EslAddress],
         *,
         images: Sequence[bytes] = (),
         display_image: int | None = 0,
@@ -947,27 +947,36 @@ class EslAccessPoint:
 
         Returns the record to persist; retried as a whole on connection failures (every step is idempotent).
         """
-        if esl_address.is_broadcast:
+        if isinstance(esl_address, EslAddress) and esl_address.is_broadcast:
             raise ValueError("a tag cannot be given the broadcast ESL ID")
         key = response_key or KeyMaterial(os.urandom(16), os.urandom(8))
         ble_address = tag.ble_address if isinstance(tag, DiscoveredTag) else tag
         address_type: AddressType = tag.address_type if isinstance(tag, DiscoveredTag) else "public"
 
+        chosen: list[EslAddress] = []
+
         async def configure(session: TagSession) -> EslTagRecord:
             info = await session.read_information()
             if images and len(images) > info.max_image_index + 1:
                 raise ValueError(f"tag {ble_address} holds {info.max_image_index + 1} images, got {len(images)}")
+            if isinstance(esl_address, EslAddress):
+                address = esl_address
+            else:
+                # the caller picks the address from what the tag is (its panel), once per onboarding
+                if not chosen:
+                    chosen.append(esl_address(info))
+                address = chosen[0]
             await session.configure(
-                esl_address, ap_sync_key=self.ap_sync_key, response_key=key, absolute_time_ms=self._clock_ms()
+                address, ap_sync_key=self.ap_sync_key, response_key=key, absolute_time_ms=self._clock_ms()
             )
             for index, image in enumerate(images):
                 await session.upload(index, image)
             if images and display_image is not None:
-                await session.ecp(DisplayImage(esl_address.esl_id, 0, display_image))
-            await session.ecp_without_response(UpdateComplete(esl_address.esl_id))
+                await session.ecp(DisplayImage(address.esl_id, 0, display_image))
+            await session.ecp_without_response(UpdateComplete(address.esl_id))
             return EslTagRecord(
                 ble_address=ble_address,
-                esl_address=esl_address,
+                esl_address=address,
                 response_key=key,
                 address_type=address_type,
                 bonded=self.settings.pair,
@@ -978,7 +987,8 @@ class EslAccessPoint:
                 pnp_id=info.pnp_id,
             )
 
-        return await self.run(tag, configure, what=f"onboard {ble_address} as {esl_address}")
+        target = esl_address if isinstance(esl_address, EslAddress) else "a declared address"
+        return await self.run(tag, configure, what=f"onboard {ble_address} as {target}")
 
     async def onboard_all(
         self, assignments: Iterable[tuple[DiscoveredTag | str, EslAddress]], *, concurrency: int = 4

@@ -7,9 +7,9 @@ the records that onboarding produces must survive restarts. :class:`BleBus` ther
 * builds the :class:`EslAccessPoint` from the bus config, the bleak backends being config values
   (``"module:Class"``; ``None`` means bleak's default backend for the platform, BlueZ on Linux);
 * serves the tag-service interface through :class:`BleTagTransport`;
-* runs :meth:`maintain`: scan for unassociated tags and onboard them onto the declared ESL addresses that have no
-  tag yet (in address order; an installer who needs a fixed mapping onboards with ``storeedge tags`` later), saving
-  each record through the caller, and scan again every ``rescan_s`` while declared addresses are still free;
+* runs :meth:`maintain`: scan for unassociated tags and onboard each onto the first declared ESL address without a
+  tag whose panel matches the tag's Display Information, saving each record through the caller, and scan again
+  every ``rescan_s`` while declared addresses are still free;
 * reports :meth:`is_ready` per address, so the scheduler does not burn retries on a tag that is not onboarded yet.
 """
 
@@ -18,19 +18,41 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from agents.tags.ble.access_point import AccessPointSettings, EslAccessPoint, EslTagRecord
-from agents.tags.ble.errors import BleTagError
+from agents.tags.ble.access_point import (
+    AccessPointSettings,
+    DiscoveredTag,
+    EslAccessPoint,
+    EslTagRecord,
+    TagInformation,
+)
+from agents.tags.ble.errors import BleTagError, IncompatibleTagError
 from agents.tags.ble.transport import BleImageResult, BleTagTransport
 from agents.tags.config import BleBusConfig
+from agents.tags.panels import ColourMode, Panel
 from protocols.esl import KeyMaterial
 from protocols.esl_ecp import Command, DisplayState, EslAddress, Response
 
 __all__ = ["BleBus", "load_class"]
 
 _LOG = logging.getLogger(__name__)
+
+
+_DISPLAY_TYPES = {ColourMode.BW: 0x01, ColourMode.BWR: 0x06, ColourMode.BWY: 0x07}
+
+
+def _fits(panel: Panel, info: TagInformation) -> bool:
+    """True when the tag's first display is ``panel`` (size and colours; rotation is a mounting matter)."""
+    if not info.displays:
+        return False
+    display = info.displays[0]
+    return (display.width, display.height, int(display.display_type)) == (
+        panel.width,
+        panel.height,
+        _DISPLAY_TYPES[panel.colour_mode],
+    )
 
 
 def load_class(path: str | None) -> Any:
@@ -52,7 +74,8 @@ class BleBus:
         config: BleBusConfig,
         *,
         ap_sync_key: KeyMaterial,
-        declared: Iterable[EslAddress],
+        declared: Mapping[EslAddress, Panel],
+        claimed: set[str] | None = None,
         records: Iterable[EslTagRecord] = (),
         save_record: Callable[[EslTagRecord], Awaitable[None]],
         on_change: Callable[[], None] = lambda: None,
@@ -75,7 +98,9 @@ class BleBus:
         self.transport = BleTagTransport(
             self.access_point, records, max_concurrent=config.max_concurrent, compress=config.compress
         )
-        self.declared = sorted(declared, key=lambda a: a.to_int())
+        self.declared = dict(sorted(declared.items(), key=lambda item: item[0].to_int()))
+        self._claimed = claimed if claimed is not None else set()
+        self._claimed.update(record.ble_address for record in self.transport.records())
         self._save_record = save_record
         self._on_change = on_change
         self.onboarding_failures = 0
@@ -121,9 +146,13 @@ class BleBus:
                 await asyncio.sleep(self.config.rescan_s)
 
     async def onboard_once(self) -> int:
-        """One scan and onboarding round; returns how many tags were onboarded."""
-        missing = self.missing
-        if not missing:
+        """One scan and onboarding round; returns how many tags were onboarded.
+
+        Every tag seen is claimed in the set shared by all Bluetooth buses of the gateway (a scan also sees the
+        tags meant for another access point), then gets the first free declared address whose panel matches its
+        Display Information; a tag that fits none of this bus's free addresses is released for the other buses.
+        """
+        if not self.missing:
             return 0
         try:
             found = await self.access_point.scan()
@@ -131,24 +160,46 @@ class BleBus:
             self.last_onboarding_error = str(exc)
             _LOG.warning("bus %s: scan failed: %s", self.config.name, exc)
             return 0
-        known = {record.ble_address for record in self.transport.records()}
-        fresh = [tag for tag in found if tag.ble_address not in known]
-        assignments = list(zip(fresh, missing, strict=False))
-        if not assignments:
-            return 0
-        _LOG.info("bus %s: onboarding %d tags (%d addresses free)", self.config.name, len(assignments), len(missing))
-        outcome = await self.access_point.onboard_all(assignments, concurrency=self.config.max_concurrent)
+        fresh = [tag for tag in found if tag.ble_address not in self._claimed]
+        self._claimed.update(tag.ble_address for tag in fresh)
+        reserved: set[EslAddress] = set()
+        limit = asyncio.Semaphore(self.config.max_concurrent)
         onboarded = 0
-        for address, result in sorted(outcome.items(), key=lambda item: item[0].to_int()):
-            if isinstance(result, EslTagRecord):
-                self.transport.add_record(result)
-                await self._save_record(result)
+
+        async def one(tag: DiscoveredTag) -> None:
+            nonlocal onboarded
+            picked: list[EslAddress] = []
+
+            def choose(info: TagInformation) -> EslAddress:
+                for address in self.missing:
+                    if address not in reserved and _fits(self.declared[address], info):
+                        reserved.add(address)
+                        picked.append(address)
+                        return address
+                raise IncompatibleTagError(tag.ble_address, f"no free address on bus {self.config.name} fits it")
+
+            async with limit:
+                if all(address in reserved for address in self.missing):
+                    self._claimed.discard(tag.ble_address)
+                    return
+                try:
+                    record = await self.access_point.onboard(tag, choose)
+                except BleTagError as exc:
+                    self._claimed.discard(tag.ble_address)
+                    reserved.difference_update(picked)
+                    if not isinstance(exc, IncompatibleTagError):
+                        self.onboarding_failures += 1
+                        self.last_onboarding_error = str(exc)
+                        _LOG.warning("bus %s: onboarding failed: %s", self.config.name, exc)
+                    return
+                self.transport.add_record(record)
+                await self._save_record(record)
                 onboarded += 1
-            else:
-                self.onboarding_failures += 1
-                self.last_onboarding_error = f"{address}: {result}"
-        if onboarded:
-            self._on_change()
+                self._on_change()
+
+        async with asyncio.TaskGroup() as group:
+            for tag in fresh:
+                group.create_task(one(tag), name=f"ble-onboard-{tag.ble_address}")
         return onboarded
 
     def diagnostics(self) -> dict[str, Any]:
