@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_uplink.add_argument("--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V311.value)
     bench_uplink.add_argument("--rounds", type=_positive_int, default=3, help="baseline/durable pairs (medians)")
     bench_uplink.add_argument("--json", action="store_true", help="print only the JSON object")
+    bench_ble = bench_sub.add_parser("tags-ble", help="modelled fleet time of a BLE price change vs a naive baseline")
+    bench_ble.add_argument("--tags", type=_positive_int, default=1000)
+    bench_ble.add_argument("--parallel", default="1,2,4,8", help="comma-separated connection counts")
+    bench_ble.add_argument("--panel", default="296x128-bwr")
+    bench_ble.add_argument("--json", action="store_true", help="print only the JSON object")
     bench_footfall = bench_sub.add_parser(
         "footfall", help="detect, track and count one video against the supervision baseline"
     )
@@ -445,6 +450,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, default=logging.WARNING)
     if args.bench_command == "footfall":
         return _bench_footfall(args)
+    if args.bench_command == "tags-ble":
+        from agents.bench.tags_ble import run_tags_ble_bench
+
+        try:
+            parallel = tuple(int(n) for n in args.parallel.split(",") if n.strip())
+        except ValueError:
+            print("storeedge bench tags-ble: --parallel must be comma-separated integers", file=sys.stderr)
+            return EXIT_USAGE
+
+        def progress(message: str) -> None:
+            if not args.json:
+                print(f"... {message}", file=sys.stderr, flush=True)
+
+        result = asyncio.run(run_tags_ble_bench(args.tags, parallel, args.panel, progress=progress))
+        print(json.dumps(result, indent=None if args.json else 2))
+        return EXIT_OK
     from agents.bench.uplink import run_uplink_bench
 
     result = asyncio.run(
