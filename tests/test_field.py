@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,46 @@ async def test_tags_field_commands(tmp_path: Path, mosquitto: Mosquitto) -> None
             finally:
                 stop.set()
             await task
+
+
+async def test_counts_live_prints_intervals_as_they_arrive(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    data: dict[str, Any] = {
+        "store_id": "store-1",
+        "gateway_id": "gw-1",
+        "state_dir": str(tmp_path / "state"),
+        "broker": {"url": str(mosquitto.url), "reconnect": {"min_delay_s": 0.1, "max_delay_s": 1}},
+    }
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    gateway = Gateway(load_config(config_path))
+    stop = asyncio.Event()
+    follower = subprocess.Popen(  # noqa: ASYNC220 - a long-running child read from a thread, not awaited
+        [sys.executable, "-m", "agents.cli", "counts", "--live", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    record = {"line": "entrance", "visits_a_to_b": 7, "visits_b_to_a": 3, "events_a_to_b": 8, "events_b_to_a": 3}
+    try:
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(gateway.run(stop), name="test:gateway")
+            try:
+                await wait_for(lambda: link_state(gateway) == "connected", what="the gateway's broker connection")
+                assert gateway.outbox is not None
+                outbox = gateway.outbox
+                first_line = group.create_task(asyncio.to_thread(follower.stdout.readline), name="test:read")  # type: ignore[union-attr]
+                # the follower subscribes without a session (it sees what comes after): publish until it has
+                for _ in range(60):
+                    await outbox.put("counts/door", record)
+                    done, _ = await asyncio.wait({first_line}, timeout=0.5)
+                    if done:
+                        break
+                line = await first_line
+                assert line.strip() == "counts/door entrance: in 7 out 3 (events 8/3)"
+            finally:
+                stop.set()
+            await task
+    finally:
+        follower.send_signal(signal.SIGINT)
+        _out, err = await asyncio.to_thread(follower.communicate, timeout=15)
+    assert follower.returncode == 0, err
