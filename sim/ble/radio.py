@@ -77,6 +77,24 @@ class _FilteredLink(LocalLink):
         super().__init__()  # type: ignore[no-untyped-call]
         self.observers: set[Controller] = set()
         """Controllers that may scan, connect or sync (the adapter); tags only advertise and are not in here."""
+        self._by_address: dict[str, Controller] = {}
+
+    def find_le_controller(self, address: hci.Address) -> Controller | None:
+        """bumble scans every controller and connection per ACL packet (quadratic in a 1,000-tag store); look the
+        address up in a cache instead, checked against the controller's current addresses, and fall back to the
+        full scan on a miss."""
+        key = str(address)
+        cached = self._by_address.get(key)
+        if (
+            cached is not None
+            and cached in self.controllers
+            and address in (cached.public_address, cached.random_address)
+        ):
+            return cached
+        found: Controller | None = super().find_le_controller(address)
+        if found is not None:
+            self._by_address[key] = found
+        return found
 
     def send_advertising_pdu(self, sender_controller: Controller, packet: ll.AdvertisingPdu) -> None:
         loop = asyncio.get_running_loop()
