@@ -45,16 +45,6 @@ from agents.tags.ble.objects import (
     object_channel_factory,
     sockaddr_l2,
 )
-from agents.tags.ble.ots import (
-    OacpResponse,
-    ObjectSize,
-    OlcpResponse,
-    OtsFeature,
-    encode_calculate_checksum,
-    encode_go_to,
-    encode_write,
-    image_object_id,
-)
 from agents.tags.ble.transport import BleTagTransport
 from protocols.errors import ProtocolError
 from protocols.esl import DisplayInfo, KeyMaterial
@@ -71,6 +61,16 @@ from protocols.esl_ecp import (
     Ping,
     ReadSensorData,
     SensorValue,
+)
+from protocols.ots import (
+    OacpResponse,
+    ObjectSize,
+    OlcpResponse,
+    OtsFeature,
+    encode_calculate_checksum,
+    encode_go_to,
+    encode_write,
+    image_object_id,
 )
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -92,6 +92,14 @@ from protocols.esl import (
     decode_esl_address,
     tlv_length,
 )
+from protocols.ots import (
+    IMAGE_OBJECT_ID_BASE,
+    OacpOpcode,
+    OacpResult,
+    OlcpOpcode,
+    OlcpResult,
+    OtsCharacteristic,
+)
 from sim.ble.radio import VirtualRadio
 
 __all__ = [
@@ -125,8 +133,6 @@ DIS_SERVICE_UUID = 0x180A
 DIS_PNP_ID_UUID = 0x2A50
 OBJECT_PSM = 0x0025
 """L2CAP PSM of the OTS object channel (protocols.md 1.5)."""
-IMAGE_OBJECT_ID_BASE = 0x100
-"""Image index n is OTS object ID ``0x100 + n`` (protocols.md 1.5)."""
 OBJECT_TYPE_UNSPECIFIED = 0x2ACA
 L2CAP_MTU = 512
 
@@ -135,62 +141,6 @@ _ATT_VALUE_NOT_ALLOWED = 0x13
 _ATT_OTS_OBJECT_NOT_SELECTED = 0x81
 _ATT_OTS_WRITE_REQUEST_REJECTED = 0x80
 _ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
-
-
-class OtsCharacteristic(enum.IntEnum):
-    """UUID16 of the OTS characteristics the tag serves (protocols.md 1.5)."""
-
-    OTS_FEATURE = 0x2ABD
-    OBJECT_NAME = 0x2ABE
-    OBJECT_TYPE = 0x2ABF
-    OBJECT_SIZE = 0x2AC0
-    OBJECT_ID = 0x2AC3
-    OBJECT_PROPERTIES = 0x2AC4
-    OACP = 0x2AC5
-    OLCP = 0x2AC6
-
-
-class OacpOpcode(enum.IntEnum):
-    CREATE = 0x01
-    DELETE = 0x02
-    CALCULATE_CHECKSUM = 0x03
-    EXECUTE = 0x04
-    READ = 0x05
-    WRITE = 0x06
-    ABORT = 0x07
-    RESPONSE = 0x60
-
-
-class OacpResult(enum.IntEnum):
-    SUCCESS = 0x01
-    OPCODE_NOT_SUPPORTED = 0x02
-    INVALID_PARAMETER = 0x03
-    INSUFFICIENT_RESOURCES = 0x04
-    INVALID_OBJECT = 0x05
-    CHANNEL_UNAVAILABLE = 0x06
-    UNSUPPORTED_TYPE = 0x07
-    PROCEDURE_NOT_PERMITTED = 0x08
-    OBJECT_LOCKED = 0x09
-    OPERATION_FAILED = 0x0A
-
-
-class OlcpOpcode(enum.IntEnum):
-    FIRST = 0x01
-    LAST = 0x02
-    PREVIOUS = 0x03
-    NEXT = 0x04
-    GO_TO = 0x05
-    RESPONSE = 0x70
-
-
-class OlcpResult(enum.IntEnum):
-    SUCCESS = 0x01
-    OPCODE_NOT_SUPPORTED = 0x02
-    INVALID_PARAMETER = 0x03
-    OPERATION_FAILED = 0x04
-    OUT_OF_BOUNDS = 0x05
-    NO_OBJECT = 0x07
-    OBJECT_ID_NOT_FOUND = 0x08
 
 
 # OTS Feature bits (OACP features u32, OLCP features u32).

@@ -78,19 +78,6 @@ from agents.tags.ble.objects import (
     ObjectChannelFactory,
     object_channel_factory,
 )
-from agents.tags.ble.ots import (
-    OTS_SERVICE_UUID,
-    OacpResponse,
-    ObjectSize,
-    OlcpOpcode,
-    OlcpResponse,
-    OtsCharacteristic,
-    OtsFeature,
-    encode_calculate_checksum,
-    encode_go_to,
-    encode_write,
-    image_object_id,
-)
 from protocols.errors import ProtocolError
 from protocols.esl import (
     ESL_SERVICE_UUID,
@@ -129,6 +116,19 @@ from protocols.esl_ecp import (
     VendorCommand,
     VendorResponse,
     decode_response,
+)
+from protocols.ots import (
+    OTS_SERVICE_UUID,
+    OacpResponse,
+    ObjectSize,
+    OlcpOpcode,
+    OlcpResponse,
+    OtsCharacteristic,
+    OtsFeature,
+    encode_calculate_checksum,
+    encode_go_to,
+    encode_write,
+    image_object_id,
 )
 
 __all__ = [

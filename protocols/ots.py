@@ -1,8 +1,8 @@
 """Object Transfer Service control-point bytes for ESL images: OLCP Go To, OACP Write and Calculate Checksum.
 
 Sans-IO, like :mod:`protocols.esl`: bytes in, typed values out, no connection and no clock, so every layout is
-checked by unit tests against ``../shared/docs/protocols.md`` section 1.5. It lives beside the access point
-because only the AP writes OTS requests; if the emulated tags come to share it, it belongs in ``protocols/``.
+checked by unit tests against ``../shared/docs/protocols.md`` section 1.5. Both ends use it: the access point
+(:mod:`agents.tags.ble`) writes the requests, the emulated tags (:mod:`sim.ble.esl_tag`) answer them.
 
 ========================  ======  =======================================================================
 Item                      UUID    Bytes (little-endian)
