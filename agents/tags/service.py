@@ -26,6 +26,10 @@ Why this shape:
   :class:`ProtocolError`) are per-tag failures; anything else is a bug and crashes the agent so the
   supervisor restarts it (the desired state survives in SQLite).
 
+* **Buses.** A bus is a serial line (:class:`SerialTagTransport`) or a Bluetooth access point
+  (:class:`agents.tags.ble.bus.BleBus`); the scheduler sees only :class:`agents.tags.transport.TagTransport`. A
+  Bluetooth bus also onboards tags in the background and the scheduler skips a tag until it is onboarded.
+
 Commands: ``tags.set_labels``, ``tags.led``, ``tags.ping``, ``tags.status``.
 """
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import random
@@ -346,8 +351,7 @@ class TagServiceAgent(Agent):
         return await self._open_ble_bus(bus)
 
     async def _open_ble_bus(self, bus: BleBusConfig) -> TagTransport:
-        import json
-
+        # imported here: a gateway without Bluetooth buses never loads bleak
         from agents.tags.ble.access_point import EslTagRecord
         from agents.tags.ble.bus import BleBus
         from protocols.esl import KeyMaterial
