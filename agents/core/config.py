@@ -281,7 +281,7 @@ def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
@@ -299,11 +299,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ga
     return parse_config(text, source=str(path), overrides=overrides)
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, mappings merged key by key (neither argument is changed)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 
-from agents.core.config import GatewayConfig, parse_config
+from agents.core.config import GatewayConfig, deep_merge, parse_config
 from agents.core.errors import ConfigError
 from agents.provision import identity
 from agents.provision.errors import ProvisionError, ProvisionInputError
@@ -121,16 +121,6 @@ def _inside(target: Path, path: Path) -> Path:
 # ---- config -------------------------------------------------------------------------------------------------
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _template_data(spec: GatewaySpec) -> dict[str, Any]:
     """The template's mapping with ``$store_id``, ``$gateway_id`` and ``$store_name`` substituted."""
     if spec.template is None:
@@ -174,7 +164,7 @@ def render_config(spec: GatewaySpec) -> str:
     }
     if spec.broker_url is not None:
         generated["broker"]["url"] = spec.broker_url
-    data = _deep_merge(_template_data(spec), generated)
+    data = deep_merge(_template_data(spec), generated)
     if not isinstance(data["broker"].get("url"), str):
         raise ConfigFieldError(
             "broker.url: no broker URL (give --broker-url, a broker_url column or a template)",

@@ -165,13 +165,18 @@ def inflate_framebuffer(data: bytes, size: int) -> bytes:
     """Inverse of :func:`compress_framebuffer`; never inflates past ``size`` bytes (no zip bombs)."""
     if not data or data[0] != _ZLIB_CMF:
         raise ImageEncodingError("compressed image must be a zlib stream with a 4 KB window (CMF 0x48)")
+    return _inflate_exact(data, size, "compressed image")
+
+
+def _inflate_exact(stream: bytes, size: int, what: str) -> bytes:
+    """Inflate a 4 KB-window zlib stream that must hold exactly ``size`` bytes; reads at most one byte more."""
     inflater = zlib.decompressobj(wbits=ZLIB_WBITS)
     try:
-        out = inflater.decompress(data, size + 1)
+        out = inflater.decompress(stream, size + 1)
     except zlib.error as exc:
-        raise ImageEncodingError(f"corrupt compressed image: {exc}") from exc
+        raise ImageEncodingError(f"corrupt {what}: {exc}") from exc
     if not inflater.eof or inflater.unused_data or len(out) != size:
-        raise ImageEncodingError(f"compressed image inflates to {len(out)} bytes, expected {size}")
+        raise ImageEncodingError(f"{what} inflates to {len(out)} bytes (complete: {inflater.eof}), expected {size}")
     return out
 
 
@@ -194,15 +199,7 @@ def decode_zlib(payload: bytes, panel: Panel | None = None) -> DecodedImage:
     stream = payload[_SIZE_PREFIX.size :]
     if stream[0] != _ZLIB_CMF:
         raise ImageEncodingError(f"zlib stream must use a 4 KB window (CMF 0x48), got CMF 0x{stream[0]:02x}")
-    inflater = zlib.decompressobj(wbits=ZLIB_WBITS)
-    try:
-        inner = inflater.decompress(stream, inner_size + 1)
-    except zlib.error as exc:
-        raise ImageEncodingError(f"corrupt zlib stream: {exc}") from exc
-    if not inflater.eof or inflater.unused_data or len(inner) != inner_size:
-        raise ImageEncodingError(
-            f"zlib stream inflates to {len(inner)} bytes (complete: {inflater.eof}), declared {inner_size}"
-        )
+    inner = _inflate_exact(stream, inner_size, "zlib stream")
     hdr_len, width, height, bpp = _INNER_HEADER.unpack_from(inner)
     if hdr_len != _INNER_HEADER.size or bpp not in (1, 2) or width == 0 or height == 0:
         raise ImageEncodingError(f"bad inner header: hdr_len={hdr_len} width={width} height={height} bpp={bpp}")
