@@ -173,11 +173,6 @@ class SimulatedSerialBus:
         self._until_burst = self._gap()
         self._closed = False
 
-    @property
-    def corrupted_ratio(self) -> float:
-        """Fraction of the delivered bytes (both directions; lost frames excluded) that fault injection corrupted."""
-        return self.bytes_corrupted / self.bytes_total if self.bytes_total else 0.0
-
     def __enter__(self) -> SimulatedSerialBus:
         self.start()
         return self

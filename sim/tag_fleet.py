@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.cloud.sink import CloudSink
 from agents.core.runtime import Gateway
+from agents.tags.encoding import decode_framebuffer
 from agents.tags.panels import panel_by_name
-from agents.tags.render import render_label
+from agents.tags.render import LabelImage, render_label
 from protocols.esl_ecp import EslAddress
 from protocols.mqtt_v1 import GatewayTopics
 from sim.ble import EmulatedEslTag, TagFaults, TagProfile, VirtualRadio, use_radio
@@ -380,24 +381,9 @@ class TagFleet:
 
 
 def _save_framebuffer_png(framebuffer: bytes, panel_name: str, path: Path) -> None:
-    """A PNG of a framebuffer (rows padded to bytes; black plane, then the accent plane)."""
-    import numpy as np
-    from PIL import Image
-
+    """A PNG of what a tag shows, drawn by the label renderer's own preview (same colours, accent wins)."""
     panel = panel_by_name(panel_name)
-    row_bytes = (panel.width + 7) // 8
-    plane_size = row_bytes * panel.height
-    rgb = np.full((panel.height, panel.width, 3), 255, dtype=np.uint8)
-    planes = [
-        np.unpackbits(np.frombuffer(framebuffer[i * plane_size : (i + 1) * plane_size], dtype=np.uint8))
-        .reshape(panel.height, row_bytes * 8)[:, : panel.width]
-        .astype(bool)
-        for i in range(panel.planes)
-    ]
-    rgb[planes[0]] = (0, 0, 0)
-    if panel.planes == 2:  # the accent wins where both planes are set, as on the panel
-        rgb[planes[1]] = panel.colour_mode.accent_rgb or (255, 0, 0)
-    Image.fromarray(rgb).save(path, format="PNG")
+    LabelImage(panel, decode_framebuffer(panel, framebuffer)).save_png(path)
 
 
 def _address(text: str) -> EslAddress:

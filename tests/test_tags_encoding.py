@@ -34,7 +34,7 @@ from agents.tags import (
     panel_by_name,
     render_label,
 )
-from agents.tags.encoding import OEPL_DATATYPE_ZLIB, encode
+from agents.tags.encoding import OEPL_DATATYPE_ZLIB, decode_framebuffer, encode
 
 BASE: dict[str, Any] = {
     "name": "Organic Whole Milk 3.8% Fat 1 L",
@@ -228,3 +228,14 @@ def test_mangled_payloads_decode_or_raise_image_encoding_error(data: st.DataObje
     except ImageEncodingError:
         return
     assert len(decoded.planes[0]) == (decoded.width * decoded.height + 7) // 8
+
+
+@pytest.mark.parametrize("panel_name", ["152x152-bw", "250x122-bwr", "212x104-bwy"])
+def test_framebuffer_layout_round_trips(panel_name: str) -> None:
+    panel = panel_by_name(panel_name)
+    image = render_label({"name": "Tea", "price": "2.49", "currency": "EUR", "old_price": "3.19"}, panel)
+    framebuffer = image.framebuffer()
+    assert len(framebuffer) == panel.planes * panel.height * ((panel.width + 7) // 8)
+    assert decode_framebuffer(panel, framebuffer) == image.planes
+    with pytest.raises(ImageEncodingError, match="must be"):
+        decode_framebuffer(panel, framebuffer[:-1])

@@ -63,6 +63,7 @@ __all__ = [
     "decode_zlib",
     "encode",
     "compress_framebuffer",
+    "decode_framebuffer",
     "encode_framebuffer",
     "inflate_framebuffer",
     "encode_raw",
@@ -149,6 +150,23 @@ def encode_framebuffer(panel: Panel, planes: Sequence[bytes]) -> bytes:
         bits = np.unpackbits(np.frombuffer(plane, dtype=np.uint8))[:count].reshape(panel.height, panel.width)
         out.append(np.packbits(bits, axis=1).tobytes())
     return b"".join(out)
+
+
+def decode_framebuffer(panel: Panel, data: bytes) -> tuple[bytes, ...]:
+    """Inverse of :func:`encode_framebuffer`: the raw planes (no row padding) of a framebuffer-layout image."""
+    row_bytes = (panel.width + 7) // 8
+    plane_size = row_bytes * panel.height
+    if len(data) != plane_size * panel.planes:
+        raise ImageEncodingError(
+            f"framebuffer for panel {panel.base_name} must be {plane_size * panel.planes} bytes, got {len(data)}"
+        )
+    count = panel.width * panel.height
+    planes = []
+    for index in range(panel.planes):
+        rows = np.frombuffer(data[index * plane_size : (index + 1) * plane_size], dtype=np.uint8)
+        bits = np.unpackbits(rows.reshape(panel.height, row_bytes), axis=1)[:, : panel.width]
+        planes.append(np.packbits(bits.reshape(count)).tobytes())
+    return tuple(planes)
 
 
 def compress_framebuffer(framebuffer: bytes, level: int = 9) -> bytes:

@@ -37,6 +37,11 @@ class ColourMode(enum.StrEnum):
         return 1 if self is ColourMode.BW else 2
 
     @property
+    def esl_display_type(self) -> int:
+        """The Bluetooth ESL Display Information type of a panel with these inks (protocols.md 1.2)."""
+        return {ColourMode.BW: 0x01, ColourMode.BWR: 0x06, ColourMode.BWY: 0x07}[self]
+
+    @property
     def accent_rgb(self) -> tuple[int, int, int] | None:
         """Preview colour of the accent plane, or ``None`` for black/white panels."""
         return {ColourMode.BW: None, ColourMode.BWR: (255, 0, 0), ColourMode.BWY: (255, 255, 0)}[self]

@@ -168,13 +168,6 @@ def framebuffer_size(panel: Panel) -> int:
     return panel.planes * panel.height * ((panel.width + 7) // 8)
 
 
-_DISPLAY_TYPES = {
-    ColourMode.BW: DisplayType(0x01),
-    ColourMode.BWR: DisplayType(0x06),
-    ColourMode.BWY: DisplayType(0x07),
-}
-
-
 @dataclass(frozen=True)
 class TimingModel:
     """Modelled air time, recorded per tag in :class:`TagTimeline`: what a real AP would wait for.
@@ -242,7 +235,7 @@ class TagProfile:
 
     def display_information(self) -> DisplayInformation:
         return DisplayInformation(
-            (DisplayInfo(self.panel.width, self.panel.height, _DISPLAY_TYPES[self.panel.colour_mode]),)
+            (DisplayInfo(self.panel.width, self.panel.height, DisplayType(self.panel.colour_mode.esl_display_type)),)
         )
 
     def sensor_information(self) -> SensorInformation:
@@ -863,10 +856,6 @@ class EmulatedEslTag:
         if timed_led is not None and (now - timed_led.abs_time) & 0xFFFF_FFFF < 0x8000_0000:
             self.pending_timed_led = None
             self.leds[timed_led.led_index].command = timed_led
-
-    def run_due_timed_commands(self) -> None:
-        """Execute timed commands whose time has come (the simulator calls this; the tag also does on any command)."""
-        self._run_due_timed_commands()
 
     # ------------------------------------------------------------------------------------------------------------
     # OTS: OLCP, OACP and the object channel

@@ -31,16 +31,13 @@ from agents.tags.ble.access_point import (
 from agents.tags.ble.errors import BleTagError, IncompatibleTagError
 from agents.tags.ble.transport import BleImageResult, BleTagTransport
 from agents.tags.config import BleBusConfig
-from agents.tags.panels import ColourMode, Panel
+from agents.tags.panels import Panel
 from protocols.esl import KeyMaterial
 from protocols.esl_ecp import Command, DisplayState, EslAddress, Response
 
 __all__ = ["BleBus", "load_class"]
 
 _LOG = logging.getLogger(__name__)
-
-
-_DISPLAY_TYPES = {ColourMode.BW: 0x01, ColourMode.BWR: 0x06, ColourMode.BWY: 0x07}
 
 
 def _fits(panel: Panel, info: TagInformation) -> bool:
@@ -51,7 +48,7 @@ def _fits(panel: Panel, info: TagInformation) -> bool:
     return (display.width, display.height, int(display.display_type)) == (
         panel.width,
         panel.height,
-        _DISPLAY_TYPES[panel.colour_mode],
+        panel.colour_mode.esl_display_type,
     )
 
 
