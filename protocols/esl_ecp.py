@@ -1,17 +1,18 @@
 """Bluetooth ESL addresses and ESL Control Point (ECP) command and response TLVs, as bytes.
 
-Sources: ``../shared/docs/protocols.md`` section 1.1 (addressing), 1.3 (command TLVs), 1.4 (responses, Basic State
-flags, error codes) and 1.8 (test vectors). This module is a self-contained, sans-IO codec: the serial link
+Sources: the Bluetooth SIG ESL Service 1.0 (addressing, ECP command TLVs, responses, Basic State flags, error
+codes), as Nordic's nrf-esl and the SiLabs ESL access point implement it.
+This module is a self-contained, sans-IO codec: the serial link
 (:mod:`protocols.esl_serial`) carries these TLVs today and the BLE transport will carry the same bytes later.
 
-ESL address (protocols.md 1.1), a uint16 sent little-endian::
+ESL address, a uint16 sent little-endian::
 
     bit 15      bits 14..8        bits 7..0
     +-----+------------------+------------------+
     | RFU | Group ID 0..127  | ESL ID 0..254    |   ESL ID 0xFF = broadcast within the group
     +-----+------------------+------------------+
 
-TLV (protocols.md 1.3), commands and responses alike::
+TLV, commands and responses alike::
 
     byte 0: opcode = length nibble (bits 7..4) | tag nibble (bits 3..0)
     total TLV length = (opcode >> 4) + 2 bytes, opcode byte included; commands are at most 17 bytes
@@ -74,13 +75,13 @@ __all__ = [
 ]
 
 BROADCAST_ESL_ID = 0xFF
-"""ESL ID 0xFF addresses every tag of a group (protocols.md 1.1)."""
+"""ESL ID 0xFF addresses every tag of a group."""
 MAX_GROUP_ID = 127
 MAX_COMMAND_LEN = 17
-"""Longest ECP command TLV (protocols.md 1.3, nrf-esl ``ESL_ECP_COMMAND_MAX_LEN``)."""
+"""Longest ECP command TLV (nrf-esl ``ESL_ECP_COMMAND_MAX_LEN``)."""
 MAX_SENSOR_DATA = 15
 MAX_ABS_TIME_AHEAD_MS = 4_147_200_000
-"""Timed commands may be at most 48 days ahead of the tag's absolute time (protocols.md 1.3)."""
+"""Timed commands may be at most 48 days ahead of the tag's absolute time."""
 
 _U8 = 0xFF
 _U16 = 0xFFFF
@@ -110,7 +111,7 @@ def _check_bytes(name: str, value: bytes, low: int, high: int) -> None:
 
 @dataclass(frozen=True)
 class EslAddress:
-    """An ESL address: group (0..127, the PAwR subevent) and ESL ID (0..254; 0xFF = broadcast). protocols.md 1.1."""
+    """An ESL address: group (0..127, the PAwR subevent) and ESL ID (0..254; 0xFF = broadcast)."""
 
     group_id: int
     esl_id: int
@@ -156,7 +157,7 @@ class EslAddress:
 
 
 class ErrorCode(enum.IntEnum):
-    """Error response codes (protocols.md 1.4). 0xF0..0xFF are vendor-specific and decode as plain ints."""
+    """Error response codes. 0xF0..0xFF are vendor-specific and decode as plain ints."""
 
     RFU = 0x00
     UNSPECIFIED_ERROR = 0x01
@@ -174,7 +175,7 @@ class ErrorCode(enum.IntEnum):
 
 
 class BasicStateFlags(enum.IntFlag):
-    """Basic State response flags, a u16 (protocols.md 1.4). Bits 5..15 are RFU and survive a round trip."""
+    """Basic State response flags, a u16. Bits 5..15 are RFU and survive a round trip."""
 
     SERVICE_NEEDED = 1 << 0
     SYNCHRONIZED = 1 << 1
@@ -190,7 +191,7 @@ class BasicStateFlags(enum.IntFlag):
 class UnknownOpcodeError(ProtocolError):
     """The opcode is not a known command or response. ``length`` (from the length nibble) lets a caller skip it.
 
-    A tag answers an unknown command with Error Invalid Opcode (``00 02``, protocols.md 1.8).
+    A tag answers an unknown command with Error Invalid Opcode (``00 02``).
     """
 
     def __init__(self, opcode: int, kind: str) -> None:
@@ -322,7 +323,7 @@ class DisplayTimedImage:
 
 
 def _pack_color(red: int, green: int, blue: int, brightness: int) -> int:
-    # protocols.md 1.3: color_brightness = (brightness&3)<<6 | (blue&3)<<4 | (green&3)<<2 | (red&3)
+    # ESL Service LED Control: color_brightness = (brightness&3)<<6 | (blue&3)<<4 | (green&3)<<2 | (red&3)
     return (brightness << 6) | (blue << 4) | (green << 2) | red
 
 
@@ -556,10 +557,10 @@ def decode_command(data: bytes) -> tuple[Command, bytes]:
 
     Raises :class:`UnknownOpcodeError` for an opcode that names no command (its ``length`` says how much to skip)
     and :class:`ProtocolError` for truncated input. Because every known opcode fixes its own length nibble, a
-    length that does not match the command's layout shows up as an unknown opcode (protocols.md 1.3/1.4: the tag
+    length that does not match the command's layout shows up as an unknown opcode (the tag
     answers such commands with an error). A tag handling a single ECP write should also check
-    ``len(write) == tlv_length(write[0])`` and answer Error Invalid Parameter(s) (0x06) otherwise, as Nordic's does
-    (protocols.md 1.4); here the extra bytes come back as ``rest``.
+    ``len(write) == tlv_length(write[0])`` and answer Error Invalid Parameter(s) (0x06) otherwise, as Nordic's does;
+    here the extra bytes come back as ``rest``.
     """
     opcode, tlv, rest = _take(bytes(data), "command")
     esl_id = tlv[1]

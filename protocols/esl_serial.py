@@ -1,8 +1,8 @@
 """Framed serial link for e-ink tags: COBS framing, CRC-16, acknowledged delivery, block image transfer. Sans-IO.
 
 One serial port (an RS-485 style bus or a radio bridge) reaches many tags; every frame names its tag by ESL address
-(protocols.md 1.1). Frames carry the Bluetooth ESL ECP command and response TLVs unchanged (protocols.md 1.3/1.4,
-:mod:`protocols.esl_ecp`), plus image blocks and block acknowledgements. Nothing here touches a port or a clock:
+(group and ESL id). Frames carry the Bluetooth ESL ECP command and response TLVs unchanged
+(:mod:`protocols.esl_ecp`), plus image blocks and block acknowledgements. Nothing here touches a port or a clock:
 bytes go in through :meth:`SerialFrameDecoder.feed`, frames come out of :meth:`Frame.encode`, and the link-layer
 classes are told the current time and answer with what to transmit and when to call again.
 
@@ -23,7 +23,7 @@ Frame body (before COBS), all multi-byte fields little-endian except the CRC::
     1       1     flags          bit 0 DATA, bit 1 ACK, bit 2 NACK (exactly one set); bit 3 NO_ACK (data frame
                                  that must not be acknowledged, for broadcasts); bits 4-7 reserved, 0
     2       1     sequence       per-tag sequence number of the data frame (an ACK/NACK echoes it)
-    3       2     ESL address    u16 LE, group << 8 | ESL id (protocols.md 1.1): the tag the frame goes to or
+    3       2     ESL address    u16 LE, group << 8 | ESL id (as in Bluetooth ESL): the tag the frame goes to or
                                  comes from; the gateway has no address of its own
     5       1     payload type   0 none (ACK/NACK), 1 ECP command, 2 ECP response, 3 image block, 4 block ack
     6       2     length         payload length, u16 LE, at most MAX_PAYLOAD (1024)
@@ -53,8 +53,8 @@ arrive in any order, after a gap or after a reset, with no separate "begin trans
 own CRC-16 over its data. :class:`ImageAssembler` (the tag side) answers each block with a :class:`BlockAck`
 bitmap of what it holds, which tells the sender what is still missing (resume), and exposes the image only when
 every block is present and the SHA-256 of the whole image matches the hash: no tag ever shows a partial image.
-This follows the OpenEPaperLink idea of per-part bitmaps and a whole-image hash (protocols.md 2.2), without its
-fixed 4096-byte blocks of 99-byte parts.
+This follows the OpenEPaperLink idea of per-part bitmaps and a whole-image hash (its 802.15.4 block
+transfer), without its fixed 4096-byte blocks of 99-byte parts.
 
 MicroPython
 -----------

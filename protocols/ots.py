@@ -1,7 +1,7 @@
 """Object Transfer Service control-point bytes for ESL images: OLCP Go To, OACP Write and Calculate Checksum.
 
 Sans-IO, like :mod:`protocols.esl`: bytes in, typed values out, no connection and no clock, so every layout is
-checked by unit tests against ``../shared/docs/protocols.md`` section 1.5. Both ends use it: the access point
+checked by unit tests against the OTS 1.0 layouts in the table below. Both ends use it: the access point
 (:mod:`agents.tags.ble`) writes the requests, the emulated tags (:mod:`sim.ble.esl_tag`) answer them.
 
 ========================  ======  =======================================================================
@@ -64,7 +64,7 @@ _U32 = 0xFFFF_FFFF
 
 
 class OtsCharacteristic(enum.IntEnum):
-    """The OTS characteristics the access point uses (protocols.md 1.5)."""
+    """The OTS characteristics the access point uses (OTS 1.0)."""
 
     OTS_FEATURE = 0x2ABD
     OBJECT_NAME = 0x2ABE

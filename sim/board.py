@@ -1,18 +1,19 @@
 """A virtual MicroPython board on a pty, running a real MicroPython interpreter, for tools that expect a board.
 
 Why: ``tools/flash.py device`` and the third-party ``mpremote`` talk to MicroPython boards over a serial port
-through the REPL (``../shared/docs/protocols.md`` section 4). Testing them needs a board; this module is one with
+through the raw REPL. Testing them needs a board; this module is one with
 no hardware. It opens a pty (``os.openpty``), serves the master side, and the tool opens the slave path (or the
 ``link`` symlink to it) like any serial port.
 
 Design, and why each part is where it is:
 
 * The **REPL protocol** is implemented here, in Python, byte for byte as MicroPython's ``shared/runtime/pyexec.c``
-  behaves (protocols.md 4.1, 4.2): the friendly REPL (banner, ``>>> ``, line editing, paste mode), Ctrl-C, Ctrl-D
+  behaves (and as mpremote's ``transport_serial.py`` expects):
+  the friendly REPL (banner, ``>>> ``, line editing, paste mode), Ctrl-C, Ctrl-D
   soft reset (``MPY: soft reboot``), the raw REPL (Ctrl-A; ``OK`` + stdout + ``\\x04`` + traceback + ``\\x04`` +
   ``>``; Ctrl-B back) and raw-paste mode (``\\x05A\\x01``, ``R\\x01`` + u16 window + ``\\x01``, one ``\\x01`` per
-  window consumed, ``\\x04`` echoed at the end). The webassembly port's own event-driven REPL hangs on raw-paste
-  (protocols.md 4.5), which is why the protocol is not delegated to it.
+  window consumed, ``\\x04`` echoed at the end). The webassembly port's own event-driven REPL hangs on raw-paste,
+  which is why the protocol is not delegated to it.
 * The **code runs on real MicroPython**: the official webassembly port (npm
   ``@micropython/micropython-webassembly-pyscript``, the same package ``scripts/firmware-test`` installs) in one
   long-lived Node process per board (``sim/board_runtime.mjs``), fed over a length-prefixed frame protocol on its

@@ -1,6 +1,6 @@
 """Shared fixtures: real brokers, temporary gateway configs, and hygiene checks.
 
-Hygiene (style guide principle 7): every test fails if it leaves asyncio tasks pending or threads
+Hygiene: every test fails if it leaves asyncio tasks pending or threads
 running (paho network threads, SQLite executors), so a leak is caught where it is introduced.
 """
 

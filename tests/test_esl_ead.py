@@ -1,4 +1,4 @@
-"""Encrypted Advertising Data: the Core Specification Supplement sample vectors (protocols.md 1.8), both ways.
+"""Encrypted Advertising Data: the Core Specification Supplement sample vectors (v11 Part A 2.3), both ways.
 
 The two sample sets differ only in the randomizer; both must come out byte for byte, and every kind of damage
 (a flipped bit anywhere, a wrong key or IV, a wrong type or length byte) must raise the codec's own error.
@@ -20,7 +20,7 @@ from protocols.esl import (
     ead_encrypt,
 )
 
-# CSS v11 Part A 2.3.1 as given in protocols.md 1.8, in the byte order each argument takes (see protocols.esl.ead).
+# CSS v11 Part A 2.3.1, in the byte order each argument takes (see protocols.esl.ead).
 SESSION_KEY = bytes.fromhex("57A9DA12D12E6E131E20612AD10A6A19")
 IV = bytes.fromhex("9E7A00EFB17AE746")  # nonce order; Nordic prints it reversed: 46E77AB1EF007A9E
 PLAINTEXT_AD = bytes.fromhex("0F0953686F7274204D696E692D42757303190A8C")  # "Short Mini-Bus" name + appearance

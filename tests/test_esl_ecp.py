@@ -1,4 +1,4 @@
-"""ESL ECP codec: byte-exact vectors from protocols.md 1.3, 1.4 and 1.8, round trips, fuzzing."""
+"""ESL ECP codec: byte-exact vectors from the ESL Service 1.0 layouts, round trips, fuzzing."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from protocols.esl_ecp import (
     tlv_length,
 )
 
-# The SiLabs default LED example (protocols.md 1.3): gamut 7f, pattern 76 ef 96 08 91, periods 07 06, repeats 14 00.
+# The SiLabs default LED example: gamut 7f, pattern 76 ef 96 08 91, periods 07 06, repeats 14 00.
 _SILABS_LED = LedControl(
     esl_id=7,
     led_index=0,
@@ -55,14 +55,14 @@ _SILABS_LED = LedControl(
 )
 
 COMMAND_VECTORS: list[tuple[Command, str]] = [
-    (Ping(7), "00 07"),  # protocols.md 1.8
+    (Ping(7), "00 07"),
     (Unassociate(7), "01 07"),
     (ServiceReset(7), "02 07"),
     (FactoryReset(0x21), "03 21"),
     (UpdateComplete(0xFE), "04 fe"),
     (ReadSensorData(7, 2), "10 07 02"),
     (RefreshDisplay(7, 0), "11 07 00"),
-    (DisplayImage(7, 0, 1), "20 07 00 01"),  # protocols.md 1.8
+    (DisplayImage(7, 0, 1), "20 07 00 01"),
     (DisplayTimedImage(7, 0, 1, 0x12345678), "60 07 00 01 78 56 34 12"),
     (DisplayTimedImage(7, 0, 1, 0), "60 07 00 01 00 00 00 00"),  # abs_time 0 deletes the queued image
     (_SILABS_LED, "b0 07 00 7f 76 ef 96 08 91 07 06 14 00"),
@@ -89,12 +89,12 @@ COMMAND_VECTORS: list[tuple[Command, str]] = [
 ]
 
 RESPONSE_VECTORS: list[tuple[Response, str]] = [
-    (BasicState(BasicStateFlags.SYNCHRONIZED), "10 02 00"),  # protocols.md 1.8
-    (DisplayState(0, 1), "11 00 01"),  # protocols.md 1.8
-    (ErrorResponse(ErrorCode.INVALID_OPCODE), "00 02"),  # protocols.md 1.8
+    (BasicState(BasicStateFlags.SYNCHRONIZED), "10 02 00"),
+    (DisplayState(0, 1), "11 00 01"),
+    (ErrorResponse(ErrorCode.INVALID_OPCODE), "00 02"),
     (ErrorResponse(ErrorCode.IMPLAUSIBLE_ABSOLUTE_TIME), "00 0c"),
     (ErrorResponse(0xF3), "00 f3"),  # vendor-specific code
-    (SensorValue(3, b"\xd0\xd1"), "2e 03 d0 d1"),  # protocols.md 1.8: 2 data bytes -> 2E
+    (SensorValue(3, b"\xd0\xd1"), "2e 03 d0 d1"),  # 2 data bytes -> 2E
     (SensorValue(0, b""), "0e 00"),
     (LedState(2), "01 02"),
     (
@@ -148,7 +148,7 @@ def test_basic_state_flags() -> None:
 
 
 def test_concatenated_tlvs() -> None:
-    # The ESL sync packet example in protocols.md 1.8 carries Ping (ESL 7) + Display Image (ESL 8, display 0, image 1).
+    # The sync packet vector of test_esl_info_sync.py carries Ping (ESL 7) + Display Image (ESL 8, display 0, image 1).
     assert decode_commands(bytes.fromhex("00 07 20 08 00 01")) == [Ping(7), DisplayImage(8, 0, 1)]
     assert decode_responses(bytes.fromhex("10 02 00 11 00 01")) == [
         BasicState(BasicStateFlags.SYNCHRONIZED),

@@ -1,8 +1,9 @@
 """ESL characteristic values and PAwR sync packets / response slots: byte-exact vectors, limits, round trips.
 
-Vectors: the sync packet of protocols.md 1.8 (plaintext and EAD), and values built by hand from the layouts of
-protocols.md 1.2 (display, image, sensor, LED information, address, absolute time). The response-slot EAD vector is
-computed with the same key and randomizer as 1.8's (not from a spec table) and pins the response framing.
+Vectors: a sync packet (plaintext and EAD, computed with the Core Specification Supplement's EAD sample key, IV and
+randomizer), and values built by hand from the ESL Service 1.0 layouts (display, image, sensor, LED information,
+address, absolute time). The response-slot EAD vector is computed with the same key and
+randomizer (not from a spec table) and pins the response framing.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _led(esl_id: int) -> LedControl:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Characteristic values (protocols.md 1.2)
+# Characteristic values (ESL Service 1.0)
 
 CHARACTERISTIC_VECTORS = [
     (EslCharacteristic.ESL_ADDRESS, EslAddress(3, 7), "07 03"),
@@ -223,7 +224,7 @@ def test_characteristic_round_trip(uuid_and_value: tuple[EslCharacteristic, obje
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Sync packets (protocols.md 1.6, vector 1.8)
+# Sync packets (ESL Profile 1.0 PAwR; vector computed with the EAD sample key)
 
 SYNC_PACKET = SyncPacket(3, (Ping(7), DisplayImage(8, 0, 1)))
 SYNC_PLAINTEXT_AD = "08 34 03 00 07 20 08 00 01"

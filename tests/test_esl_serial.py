@@ -102,7 +102,7 @@ def test_cobs_decode_rejects(bad: bytes) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # Frames: byte-exact
 
-# Ping ESL 7 (protocols.md 1.8: "00 07") to tag group 3 / ESL 7, seq 5.
+# Ping ESL 7 (ECP "00 07") to tag group 3 / ESL 7, seq 5.
 PING_BODY = bytes.fromhex("01 01 05 07 03 01 02 00 00 07 cd 9b")
 PING_WIRE = bytes.fromhex("08 01 01 05 07 03 01 02 01 04 07 cd 9b 00")
 ACK_BODY = bytes.fromhex("01 02 05 07 03 00 00 00 a9 07")

@@ -1,4 +1,4 @@
-"""The virtual MicroPython board (:mod:`sim.board`): REPL bytes as protocols.md 4.1/4.2 gives them, real MicroPython
+"""The virtual MicroPython board (:mod:`sim.board`): REPL bytes as mpremote's transport expects them, real MicroPython
 behind them, and the third-party ``mpremote`` working against the pty (issue 6, the simulator part).
 
 The raw-REPL tests talk to the pty directly with a minimal host (:class:`PtyHost`) so that they assert exact wire
@@ -154,7 +154,7 @@ def test_raw_paste_runs_a_large_script_under_window_flow_control(board: VirtualB
 def test_file_write_reads_back_with_the_same_sha256(board: VirtualBoard, host: PtyHost) -> None:
     data = bytes(range(256)) * 9 + b"tail"
     host.enter_raw_repl()
-    host.exec_raw("f=open('blob.bin','wb')\nw=f.write")  # mpremote's own write sequence (protocols.md 4.3)
+    host.exec_raw("f=open('blob.bin','wb')\nw=f.write")  # mpremote's own write sequence (mpremote ``transport.py``)
     for offset in range(0, len(data), 256):
         assert host.exec_raw(f"w({data[offset : offset + 256]!r})") == (b"", b"")
     host.exec_raw("f.close()")

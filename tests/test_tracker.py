@@ -1,4 +1,4 @@
-"""ByteTracker on synthetic trajectory tables (style guide principle 13) and on PETS09 public detections.
+"""ByteTracker on synthetic trajectory tables (boxes per frame, no video) and on PETS09 public detections.
 
 Synthetic scenes are tables: one row per walker per frame, ``(frame, walker, x1, y1, x2, y2, score)``;
 a walker absent from a frame is simply not in the table. Helpers turn the table into per-frame

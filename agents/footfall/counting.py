@@ -1,14 +1,14 @@
 """Directional line counting, zone occupancy and dwell, visit de-duplication and per-interval aggregates.
 
-Pure code (style principle 13): :class:`FootfallCounter` takes one :class:`~agents.footfall.types.Tracks`
+Pure code (no I/O, frame-driven): :class:`FootfallCounter` takes one :class:`~agents.footfall.types.Tracks`
 per frame plus its timestamp and returns the events of that frame; :class:`IntervalAggregator` folds those
 events into closed, per-interval records. No I/O, no clocks, no threads: everything is testable with
 trajectory tables, exactly like supervision's ``LineZone`` tests, and replayable on ground truth.
 
 Why not just supervision's ``LineZone``
 ---------------------------------------
-Peers count *events*: every time a tracker id changes side. Their users' complaints (``docs/anchors.md``)
-are all about what that does in a real doorway:
+Peers count *events*: every time a tracker id changes side. Their users' complaints (the issue numbers
+below) are all about what that does in a real doorway:
 
 * a box flickering on the line counts again and again (supervision PR #1540 added an N-frame threshold);
 * a person walking *along* the line (PETS09's y=300 path) changes side with every pixel of jitter;

@@ -2,7 +2,7 @@
 
 Why this module looks the way it does:
 
-* **One narrow interface, implementations chosen by name** (style guide principles 4 and 13). The tracker and
+* **One narrow interface, implementations chosen by name** (the config's ``type``). The tracker and
   the counter only ever see :class:`~agents.footfall.types.Detections` in pixels of the *original* frame, so
   swapping YOLOX for SSD or a YOLOv8 export is a config change (``detector: {type: yolox, model: ...}``), not
   a code change. :class:`PersonDetector` is a :class:`~typing.Protocol`, so tests and replay tools can pass
@@ -13,7 +13,8 @@ Why this module looks the way it does:
   is loaded, runs it once on a blank frame to check the shapes it really returns, and raises
   :class:`ModelShapeError` naming what it expected and what it found, with a hint when the model looks like a
   different family. A missing model file raises :class:`ModelNotFoundError` naming the path.
-* **The contracts implemented** (``docs/models-and-footage.md`` section 1 for the two shared models):
+* **The contracts implemented** (the YOLOX-Nano and SSDLite person models the footage tests use follow the first and
+  the last row):
 
   ========  ===================================  ==========================================================
   type      input                                output / post-processing

@@ -1,6 +1,6 @@
 """ByteTrack-class multi-object tracker: per-frame person boxes in, stable track ids out.
 
-Why this shape (style guide principle 13: a pure, frame-driven vision stage):
+Why this shape (a pure, frame-driven vision stage: boxes in, tracks out, no I/O):
 
 * **Two-stage association (the ByteTrack idea), newcomers last.** At a store entrance people occlude each other and
   boxes flicker: a half-hidden person is often still detected, only with a low score. Dropping low
@@ -346,7 +346,7 @@ class ByteTracker:
         )
 
     def diagnostics(self) -> dict[str, int]:
-        """A plain dict for the field CLI and health reports (style guide principle 11)."""
+        """A plain dict for the field CLI and health reports (``storeedge doctor`` and ``health.json``)."""
         ints = self._ints
         confirmed = ints[:, _ID] > 0
         lost = confirmed & (ints[:, _MISSES] > 0)

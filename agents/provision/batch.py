@@ -1,6 +1,6 @@
 """Batch provisioning from a CSV of stores and gateways (``flash.py gateway --batch stores.csv``).
 
-Installers set up many stores a day; Raspberry Pi Imager refuses mass provisioning (anchors.md section 3). One CSV
+Installers set up many stores a day; Raspberry Pi Imager writes one card at a time and has no batch mode. One CSV
 row per gateway:
 
     store_id     required  store identifier, e.g. "store-0042"

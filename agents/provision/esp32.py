@@ -2,8 +2,9 @@
 
 A thin wrapper on purpose: esptool already knows every chip, reset sequence and flash mode; what the installer needs
 from us is the right argument list (chip, port, baud, the image's offset for that chip) and an error that says what
-to do when a board does not enter its bootloader. The arguments follow esptool 5's CLI (protocols.md 4.4), which
-``esptool.main(argv)`` accepts as a library call, so nothing is spawned and no PATH lookup is involved.
+to do when a board does not enter its bootloader. The arguments follow esptool 5's CLI (dashed subcommands such as
+``write-flash``), which ``esptool.main(argv)`` accepts as a library call, so nothing is spawned and no PATH
+lookup is involved.
 
 esptool is imported only when writing (``importlib``), so the rest of the installer tool works without it. The
 write itself needs a real board: it is not exercised by the tests, which check the argument building.

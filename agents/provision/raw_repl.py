@@ -1,8 +1,9 @@
-"""A small client for MicroPython's raw REPL over a serial port (protocols.md 4.1 and 4.2).
+"""A small client for MicroPython's raw REPL over a serial port (raw and raw-paste modes, as mpremote's
+``transport_serial.py`` speaks them).
 
 Why our own client rather than mpremote's library: the installer tool needs typed errors that say what was tried
-(``NoReplError`` names the bytes sent and what came back), a bounded probe for raw-paste (some ports hang on it,
-protocols.md 4.2), and deadlines on every read; mpremote's transport raises one generic exception and is not a
+(``NoReplError`` names the bytes sent and what came back), a bounded probe for raw-paste (some ports hang on it:
+the webassembly port does), and deadlines on every read; mpremote's transport raises one generic exception and is not a
 stable library API. The protocol is small enough to own:
 
 * enter: ``\\r\\x03`` (interrupt a running program), drain, ``\\r\\x01``; the board answers

@@ -4,7 +4,7 @@ Why these two encodings: raw planes are what every tag can blit without decoding
 what OpenEPaperLink tags (802.15.4 and the ATC/OEPL BLE firmware) inflate in 4 KB of RAM; a typical
 price label compresses to a few per cent of its raw size, which is what matters on a slow serial bus
 or BLE link. Both are pure functions of the planes, so the simulator and the gateway agree byte for
-byte. Layouts (protocols.md 2.3, checked against OEPL ``makeimage.cpp`` and the OEPL Home Assistant
+byte. Layouts (checked against OEPL ``makeimage.cpp`` and the OEPL Home Assistant
 integration's ``image_upload.py``):
 
 Plane layout (``raw``)

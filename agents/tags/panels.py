@@ -2,7 +2,7 @@
 
 Why a fixed table: a tag reports (or is configured with) its panel type, and every later stage (the
 renderer, the encoders, the content hash) needs the exact native geometry so the bytes we send are the
-bytes the panel scans out. The sizes are the common ESL panels (protocols.md 5.1): 152x152 (1.54"),
+bytes the panel scans out. The sizes are the common ESL panels (OpenEPaperLink's tag types): 152x152 (1.54"),
 200x200 (1.54"/1.6"), 250x122 (2.13"), 296x128 (2.9"), 400x300 (4.2"), plus a few larger ones, each in
 black/white (``bw``), black/white/red (``bwr``) and black/white/yellow (``bwy``).
 
@@ -38,7 +38,7 @@ class ColourMode(enum.StrEnum):
 
     @property
     def esl_display_type(self) -> int:
-        """The Bluetooth ESL Display Information type of a panel with these inks (protocols.md 1.2)."""
+        """The Bluetooth ESL Display Information type of a panel with these inks (ESL Service 1.0)."""
         return {ColourMode.BW: 0x01, ColourMode.BWR: 0x06, ColourMode.BWY: 0x07}[self]
 
     @property

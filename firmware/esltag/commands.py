@@ -1,4 +1,4 @@
-"""ECP command handling on the tag (protocols.md 1.3/1.4): TLVs in, response TLVs out.
+"""ECP command handling on the tag (ESL Service 1.0): TLVs in, response TLVs out.
 
 A TLV's total length is ``(opcode >> 4) + 2``; byte 1 is the ESL ID. Commands for another ESL ID get no response
 (Nordic behaviour); broadcast (0xFF) commands are executed without a response.

@@ -1,7 +1,7 @@
 """Bluetooth Electronic Shelf Label (ESL Profile and Service 1.0), sans-IO: bytes in, typed messages out.
 
 This package is the one import the BLE access point, the emulated tags and the simulator need for everything
-that crosses the air between them (``../shared/docs/protocols.md`` section 1). It opens no connection and reads no
+that crosses the air between them (the Bluetooth SIG ESL Profile and Service 1.0). It opens no connection and reads no
 clock; keys and randomizers come from the caller, so every function is deterministic and testable with vectors.
 
 - :mod:`protocols.esl_ecp` (re-exported here): ESL addresses and every ECP command and response TLV. It stays a

@@ -1,7 +1,7 @@
 """Encrypted Advertising Data (EAD): the AES-CCM envelope around every ESL PAwR sync packet and response.
 
-Sources: ``../shared/docs/protocols.md`` section 1.6 (EAD in ESL) and 1.8 (the Core Specification Supplement v11
-Part A 2.3 sample vectors, which the tests reproduce byte for byte). The ESL profile never sends its periodic
+Sources: the ESL Profile 1.0 (EAD in ESL) and the Core Specification Supplement v11 Part A 2.3 (sample vectors,
+which the tests reproduce byte for byte). The ESL profile never sends its periodic
 advertising in the clear: the access point encrypts each subevent's ESL AD structure with the AP Sync Key, and
 each tag encrypts its response with its own ESL Response Key. This module is only that envelope; what goes inside
 is :mod:`protocols.esl.sync`'s business.
@@ -17,7 +17,7 @@ An EAD AD structure, as it appears in advertising data::
 Cipher: AES-128-CCM, 4-byte MIC, 13-byte nonce = randomizer (5 bytes, air order) followed by the IV (8 bytes), and
 additional authenticated data = the single byte 0xEA.
 
-Byte order (the trap protocols.md 1.8 warns about), for every function here:
+Byte order (the trap in the specification's sample data), for every function here:
 
 - ``key``: the 16-byte AES key exactly as AES consumes it, which is also the order the specification's sample prints
   it in (``57A9DA12...0A6A19``) and the order of the first 16 bytes of the Key Material characteristic value.
@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 EAD_AD_TYPE = 0x31
-"""AD type "Encrypted Advertising Data" (protocols.md 1.2)."""
+"""AD type "Encrypted Advertising Data" (Bluetooth assigned numbers)."""
 EAD_AAD = b"\xea"
-"""Additional authenticated data of every EAD packet (protocols.md 1.6)."""
+"""Additional authenticated data of every EAD packet (ESL Profile 1.0)."""
 SESSION_KEY_SIZE = 16
 IV_SIZE = 8
 RANDOMIZER_SIZE = 5
@@ -136,13 +136,13 @@ def ead_decrypt(key: bytes, iv: bytes, ead: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class KeyMaterial:
-    """EAD Key Material: 16-byte session key then 8-byte IV, 24 bytes in all (protocols.md 1.2).
+    """EAD Key Material: 16-byte session key then 8-byte IV, 24 bytes in all (ESL Service 1.0).
 
     This is the value of the AP Sync Key Material (0x2BF7) and ESL Response Key Material (0x2BF8) characteristics.
     Both parts are stored in the order :func:`ead_encrypt` takes them, and the characteristic value is their plain
     concatenation: no byte is reversed on the way to or from the wire. That matches how Zephyr's EAD API consumes a
-    Key Material value read over GATT; protocols.md 1.6 flags the IV order inside the characteristic as not checked
-    against the specification text, so an interoperability test against a real tag is the final word.
+    Key Material value read over GATT; the IV order inside the characteristic is taken from implementations and not
+    checked against the specification text, so an interoperability test against a real tag is the final word.
     """
 
     session_key: bytes

@@ -1,9 +1,10 @@
 """ESL Service characteristic values: what a tag tells the access point about itself, and what the AP writes to it.
 
-Sources: ``../shared/docs/protocols.md`` section 1.2 (UUIDs and value formats), 1.1 (ESL address) and 1.7 (the
-configuration sequence that reads and writes them). All multi-byte fields are little-endian.
+Sources: the Bluetooth SIG ESL Service 1.0 (UUIDs, value formats, ESL address) and ESL Profile 1.0 (the
+configuration sequence that reads and writes them), as nrf-esl and the SiLabs ESL access point implement them.
+All multi-byte fields are little-endian.
 
-Read by the AP while configuring a tag (step 3 of 1.7), each a frozen dataclass here:
+Read by the AP while configuring a tag (step 3 of the configuration sequence), each a frozen dataclass here:
 
 =====================  ======  ==================================================================================
 Characteristic         UUID    Value
@@ -16,7 +17,7 @@ LED Information        0x2BFD  per LED: bits 6-7 type (0 sRGB, 1 monochrome), bi
                                (2 bits each: red 0-1, green 2-3, blue 4-5, as in LED Control's colour byte)
 =====================  ======  ==================================================================================
 
-Written by the AP (steps 4-7 of 1.7):
+Written by the AP (steps 4-7 of the configuration sequence):
 
 =============================  ======  ===========================================================================
 ESL Address                    0x2BF6  u16, :class:`~protocols.esl_ecp.EslAddress` (reused, not redefined)
@@ -30,7 +31,7 @@ characteristic value (a GATT read returns exactly one value, so trailing bytes a
 :func:`decode_characteristic` dispatches on the UUID. Decoding raises nothing but
 :class:`~protocols.errors.ProtocolError`.
 
-Choices where protocols.md is silent:
+Choices the implementations leave open:
 
 - Array characteristics (display, sensor, LED) must hold at least one entry: a tag exposes them only when it has
   such hardware, so an empty value is malformed. They also hold at most 256 entries, because ECP commands address
@@ -85,7 +86,7 @@ _U32 = 0xFFFF_FFFF
 
 
 class EslCharacteristic(enum.IntEnum):
-    """UUID16 of each characteristic of the ESL Service (protocols.md 1.2)."""
+    """UUID16 of each characteristic of the ESL Service."""
 
     ESL_ADDRESS = 0x2BF6
     AP_SYNC_KEY_MATERIAL = 0x2BF7
@@ -99,7 +100,7 @@ class EslCharacteristic(enum.IntEnum):
 
 
 class DisplayType(enum.IntEnum):
-    """Display type assigned numbers (protocols.md 1.2). Other values decode as plain ints."""
+    """Display type assigned numbers. Other values decode as plain ints."""
 
     BLACK_WHITE = 0x01
     GRAY_3 = 0x02
@@ -115,7 +116,7 @@ class DisplayType(enum.IntEnum):
 
 
 class LedType(enum.IntEnum):
-    """LED type, bits 6-7 of an LED Information entry (protocols.md 1.2). Types 2 and 3 decode as plain ints."""
+    """LED type, bits 6-7 of an LED Information entry. Types 2 and 3 decode as plain ints."""
 
     SRGB = 0
     MONOCHROME = 1
@@ -349,7 +350,7 @@ class LedInformation:
 
 
 def decode_esl_address(data: bytes) -> EslAddress:
-    """Decode an ESL Address characteristic value: exactly 2 bytes, u16 LE, RFU bit 15 clear (protocols.md 1.1).
+    """Decode an ESL Address characteristic value: exactly 2 bytes, u16 LE, RFU bit 15 clear.
 
     Encoding is :meth:`EslAddress.encode`.
     """

@@ -1,7 +1,8 @@
 """PAwR sync packets (AP to a group of tags) and response slots (each tag back to the AP), as bytes.
 
-Sources: ``../shared/docs/protocols.md`` section 1.6 (PAwR and EAD), 1.4 (the 48-byte response cap) and 1.8 (the
-sync-packet vector the tests reproduce). Once configured, a tag leaves the GATT connection and listens to one
+Sources: the Bluetooth SIG ESL Profile 1.0 (PAwR and EAD) and ESL Service 1.0 (the 48-byte response cap), as
+nrf-esl implements them; the tests pin a sync-packet vector computed with the EAD sample key.
+Once configured, a tag leaves the GATT connection and listens to one
 subevent of the access point's Periodic Advertising with Responses train: subevent number = its Group ID. This is
 how an AP reaches thousands of tags without connecting to each: one subevent carries ECP commands for up to 23
 tags of a group, and each addressed tag answers in its own response slot of that subevent.
@@ -16,12 +17,12 @@ The whole AD structure is then wrapped as Encrypted Advertising Data with the AP
 
 Response slots: the slot a tag answers in is the 0-based index, within the packet, of the **last** TLV addressed
 to it by its ESL ID; broadcast TLVs (ESL ID 0xFF) are executed by every tag of the group but give no slot (nrf-esl
-behaviour, protocols.md 1.6). :meth:`SyncPacket.response_slots` computes that map on the AP side. A tag's answer is
+behaviour). :meth:`SyncPacket.response_slots` computes that map on the AP side. A tag's answer is
 its response TLVs, concatenated, at most 48 bytes, in the same AD framing but without a group byte::
 
     length | 0x34 | response TLV | response TLV | ...      (then EAD under that tag's ESL Response Key Material)
 
-A tag whose responses would not fit replaces the last one with Error Capacity Limit (``00 07``, protocols.md 1.4);
+A tag whose responses would not fit replaces the last one with Error Capacity Limit (``00 07``);
 :func:`encode_response_payload` does that for the simulated tag.
 
 Everything takes keys (:class:`~protocols.esl.ead.KeyMaterial`) and randomizers from the caller and returns bytes:
@@ -30,7 +31,7 @@ PAwR train is always encrypted. Decoding raises nothing but :class:`~protocols.e
 subclass :class:`~protocols.esl.ead.EadError`); :func:`parse_response_slots` goes further and never raises for a
 bad slot, reporting it per tag instead, so one corrupted answer cannot hide the others.
 
-Choices where protocols.md is silent: decoding is strict (a TLV that runs past the end of the payload is an error,
+Choices the implementations leave open: decoding is strict (a TLV that runs past the end of the payload is an error,
 where nrf-esl stops parsing quietly), and the plaintext inside an EAD must be exactly one ESL AD structure.
 """
 
@@ -69,9 +70,9 @@ __all__ = [
 ]
 
 ESL_AD_TYPE = 0x34
-"""AD type "Electronic Shelf Label" (protocols.md 1.2)."""
+"""AD type "Electronic Shelf Label" (Bluetooth assigned numbers)."""
 MAX_ESL_PAYLOAD = 48
-"""Largest ESL payload: group ID + command TLVs in a sync packet, response TLVs in a response (protocols.md 1.6)."""
+"""Largest ESL payload: group ID + command TLVs in a sync packet, response TLVs in a response."""
 
 _CAPACITY_LIMIT = ErrorResponse(ErrorCode.CAPACITY_LIMIT).encode()
 
@@ -209,7 +210,7 @@ def encode_response_payload(responses: Sequence[Response]) -> bytes:
 
     If the next response would overflow, it is dropped together with everything after it and the payload ends with
     Error Capacity Limit (``00 07``) instead, removing the last kept TLV when even those 2 bytes do not fit
-    (protocols.md 1.4, nrf-esl behaviour). At least one response is required.
+    (nrf-esl behaviour). At least one response is required.
     """
     if not responses:
         raise ProtocolError("a response slot carries at least one response TLV")

@@ -2,7 +2,7 @@
 
 Why: the access point talks to tags through bleak's public API only (``BleakScanner``, ``BleakClient``), so on a
 gateway it runs over BlueZ and in tests over bumble, with the backend chosen by configuration
-(``../shared/docs/protocols.md`` 3.2). Usage is exactly bleak's::
+(bleak's ``backend=`` parameter of ``BleakClient`` and ``BleakScanner``). Usage is exactly bleak's::
 
     with use_radio(radio):
         device = await BleakScanner.find_device_by_filter(

@@ -2,10 +2,10 @@
 
 Why: the access point is tested against tags that speak the real protocol over a real (software) BLE stack, so what
 passes in CI is what a bleak client sends to silicon: GATT writes, ECP notifications, OTS control points, object data
-over an L2CAP credit-based channel. Every byte layout comes from :mod:`protocols.esl` (``../shared/docs/protocols.md``
-1.2-1.7); this module only holds the tag's behaviour.
+over an L2CAP credit-based channel. Every byte layout comes from :mod:`protocols.esl` (ESL Profile and
+Service 1.0); this module only holds the tag's behaviour.
 
-Services (protocols.md 1.2, 1.5):
+Services (ESL Service 1.0, OTS 1.0):
 
 - ESL 0x1857: ESL Address, AP Sync Key Material, ESL Response Key Material, Current Absolute Time (write);
   Display, Image, Sensor and LED Information (read); ESL Control Point (write, write without response, notify).
@@ -14,7 +14,7 @@ Services (protocols.md 1.2, 1.5):
   responses; object contents over an LE credit-based channel on PSM 0x0025. Image index *n* is object ID 0x100 + n.
 - DIS 0x180A: PnP ID.
 
-State machine (protocols.md 1.1, following nrf-esl): UNASSOCIATED (advertising connectable with service UUID
+State machine (ESL 1.0 states, following nrf-esl): UNASSOCIATED (advertising connectable with service UUID
 0x1857) -> a connection makes it CONFIGURING -> the AP writes address, both keys and the time, then ECP Update
 Complete -> on disconnect SYNCHRONIZED (PAST is implicit: :mod:`sim.ble.pawr` delivers the group's sync packets).
 A connection to a synchronized or unsynchronized tag makes it UPDATING; Update Complete then disconnect returns it
@@ -132,7 +132,7 @@ OTS_SERVICE_UUID16 = 0x1825
 DIS_SERVICE_UUID = 0x180A
 DIS_PNP_ID_UUID = 0x2A50
 OBJECT_PSM = 0x0025
-"""L2CAP PSM of the OTS object channel (protocols.md 1.5)."""
+"""L2CAP PSM of the OTS object channel (OTS 1.0)."""
 OBJECT_TYPE_UNSPECIFIED = 0x2ACA
 L2CAP_MTU = 512
 
@@ -154,7 +154,7 @@ _WRITE_MODE_TRUNCATE = 0x02
 
 
 class TagState(enum.Enum):
-    """ESL states (protocols.md 1.1)."""
+    """ESL states (ESL Profile 1.0)."""
 
     UNASSOCIATED = "unassociated"
     CONFIGURING = "configuring"
@@ -310,7 +310,7 @@ class _LedStatus:
         command = self.command
         if command is None:
             return False
-        # Repeats_Duration 0 with Repeat_Type 0 means "off" (protocols.md 1.3).
+        # Repeats_Duration 0 with Repeat_Type 0 means "off" (ESL Service LED Control).
         return not (command.repeats_duration == 0 and command.repeat_type == 0)
 
 
@@ -720,7 +720,7 @@ class EmulatedEslTag:
         if self.esl_address is None or self.state not in (TagState.CONFIGURING, TagState.UPDATING):
             return ErrorResponse(ErrorCode.INVALID_STATE)
         if command.esl_id not in (self.esl_address.esl_id, BROADCAST_ESL_ID):
-            return None  # nrf-esl: wrong ESL ID is dropped without a notification (protocols.md 1.4)
+            return None  # nrf-esl: wrong ESL ID is dropped without a notification
         return self.execute(command, over_pawr=False)
 
     def execute(self, command: Command, *, over_pawr: bool) -> Response | None:  # noqa: PLR0911 - a dispatch on the command type

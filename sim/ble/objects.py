@@ -1,7 +1,7 @@
 """The simulated OTS object channel: a real L2CAP LE credit-based channel over the bumble virtual radio.
 
 Why: ESL images travel as OTS object contents over an L2CAP CoC on PSM 0x0025, which bleak does not offer
-(``../shared/docs/protocols.md`` 1.5); the access point hides it behind
+(bleak speaks GATT only); the access point hides it behind
 :class:`agents.tags.ble.objects.ObjectChannel`, with a Linux socket implementation for gateways and this one for CI.
 It opens the channel on the adapter's existing connection to the tag the bleak client is connected to, so data and
 GATT share one link as they do on air: when the tag drops the link mid-transfer, the channel breaks too.

@@ -2,7 +2,7 @@
 
 Why: after configuration an ESL leaves the connection and follows the AP's Periodic Advertising with Responses train;
 one subevent per group carries ECP commands for many tags and each addressed tag answers in its own response slot
-(``../shared/docs/protocols.md`` 1.6). bumble defines the HCI opcodes but implements neither side (protocols.md 3.1),
+(ESL Profile 1.0). bumble (0.0.236) defines the HCI opcodes but implements neither side,
 so this module delivers subevent data in Python instead of over the link layer, keeping everything else real: the AP
 builds the packet with :class:`protocols.esl.SyncPacket` and encrypts it with its AP Sync Key (EAD); each
 synchronized tag of the group decrypts it with the key it was given over GATT, executes the TLVs addressed to it
@@ -43,7 +43,7 @@ class PawrTrain:
     """The AP's PAwR train over a :class:`VirtualRadio`: send one subevent's data, collect the response slots.
 
     ``loss`` is the chance that a given tag misses a given subevent (or its answer is lost); ``subevent_s`` is the
-    modelled time of one subevent with its responses (protocols.md 1.6 ranges: interval 7.5 ms .. 82 s).
+    modelled time of one subevent with its responses (PAwR allows intervals of 7.5 ms .. 82 s).
     """
 
     def __init__(

@@ -1,10 +1,10 @@
 """The Bluetooth ESL access point: onboard tags, upload images over OTS and drive them with ECP, over bleak.
 
 Role: everything the gateway does to a Bluetooth SIG Electronic Shelf Label over a *connection* (the PAwR broadcast
-path is separate). It follows the AP side of ``../shared/docs/protocols.md`` section 1: scan for unassociated tags
+path is separate). It follows the AP side of the Bluetooth SIG ESL Profile 1.0: scan for unassociated tags
 advertising the ESL Service (0x1857), connect, bond, discover ESL/OTS/DIS, read the information characteristics,
-configure (ESL Address, AP Sync Key Material, Response Key Material, Current Absolute Time; 1.7), upload images as
-OTS objects (1.5) and send ECP commands (1.3) whose responses come back as notifications (1.4).
+configure (ESL Address, AP Sync Key Material, Response Key Material, Current Absolute Time), upload images as
+OTS objects and send ECP commands whose responses come back as notifications.
 
 Why it looks like this:
 

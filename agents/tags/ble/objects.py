@@ -1,6 +1,6 @@
 """The OTS object channel: how image bytes reach a Bluetooth ESL tag, behind one small interface.
 
-An ESL tag stores images as Object Transfer Service objects (``../shared/docs/protocols.md`` section 1.5). The
+An ESL tag stores images as Object Transfer Service (OTS 1.0) objects. The
 access point *selects* an object and *starts* a write over GATT (OLCP, OACP), but the object contents themselves
 travel over an **LE L2CAP credit-based channel (CoC) on PSM 0x0025**, not over GATT. bleak, the BLE library the
 access point is built on, offers GATT only. So the one thing the AP needs beyond bleak sits behind
