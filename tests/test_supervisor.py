@@ -4,13 +4,18 @@ Small :class:`Agent` subclasses stand in for real agents: one that crashes a few
 that finishes, one that counts ticks, and one that records when it is drained. Back-off delays are
 captured exactly by wrapping :class:`~agents.core.backoff.Backoff` where the supervisor creates it, so the
 timing checks do not depend on how fast this machine is.
+
+The health file tests cover the shutdown race of issue 10: two writers of one path never collide on a
+temporary file, and the final write waits for a periodic write still busy in its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +26,7 @@ import pytest
 
 import agents.core.supervisor as supervisor_module
 from agents.core.backoff import Backoff
-from agents.core.supervisor import Agent, AgentHealth, Supervisor
+from agents.core.supervisor import Agent, AgentHealth, Supervisor, write_atomically
 from tests.conftest import wait_for
 
 MIN_S = 0.01
@@ -250,6 +255,27 @@ async def test_an_agent_crash_does_not_stop_the_other_agents() -> None:
     assert finisher.health.state == "finished"
 
 
+async def test_a_restart_logs_one_line_and_keeps_the_traceback_at_debug(
+    recorded_backoff: type[RecordingBackoff], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=supervisor_module.__name__)
+    agent = CrashingAgent("flaky", crashes=3)
+    supervisor = Supervisor([agent], restart_min_s=MIN_S, restart_max_s=MAX_S)
+    async with supervising(supervisor):
+        await asyncio.wait_for(agent.steady.wait(), 5)
+    crash_lines = [r for r in caplog.records if r.levelno >= logging.INFO and "crashed" in r.getMessage()]
+    assert [r.getMessage() for r in crash_lines] == [
+        f"agent flaky crashed (RuntimeError: crash {n}); restart {n} in {delay:.2f}s"
+        for n, delay in enumerate(recorded_backoff.delays, start=1)
+    ]
+    assert all(r.levelno == logging.ERROR for r in crash_lines)
+    info_and_up = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in info_and_up)
+    assert "Traceback" not in "".join(caplog.handler.format(r) for r in info_and_up)
+    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info is not None]
+    assert [str(r.exc_info[1]) for r in tracebacks if r.exc_info] == ["crash 1", "crash 2", "crash 3"]
+
+
 # -- finishing -----------------------------------------------------------------------------------
 
 
@@ -382,6 +408,118 @@ async def test_no_health_file_without_a_path(tmp_path: Path) -> None:
     async with supervising(supervisor):
         await asyncio.sleep(0.05)
     assert os.listdir(tmp_path) == []
+
+
+def test_two_threads_writing_one_path_never_collide(tmp_path: Path) -> None:
+    health_path = tmp_path / "health.json"
+    writes_per_thread = 5_000  # 10,000 writes in all
+    written: set[str] = set()
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        start.wait()
+        try:
+            for n in range(writes_per_thread):
+                text = json.dumps({"writer": name, "n": n})
+                written.add(text)
+                write_atomically(health_path, text)
+        except BaseException as exc:  # noqa: BLE001 - collected and reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(name,), name=f"test:writer-{name}") for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    final = health_path.read_text(encoding="utf-8")
+    assert final in written
+    assert json.loads(final)["n"] == writes_per_thread - 1  # the last rename wins: some thread's last write
+    assert os.listdir(tmp_path) == ["health.json"], "no temporary file is left behind"
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    health_path = tmp_path / "health.json"
+    write_atomically(health_path, "old")
+
+    def refuse(_src: object, _dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr(os, "replace", refuse)
+        write_atomically(health_path, "new")
+    assert os.listdir(tmp_path) == ["health.json"]
+    assert health_path.read_text(encoding="utf-8") == "old"
+
+
+class SlowHealthWrites:
+    """Stands in for ``write_atomically``: each write takes ``seconds`` and records its start and end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.events: list[tuple[str, str]] = []  # ("start" | "end", text)
+        self.active = 0
+        self.most_active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path, text: str) -> None:
+        with self._lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            self.events.append(("start", text))
+        time.sleep(self.seconds)
+        write_atomically(path, text)
+        with self._lock:
+            self.active -= 1
+            self.events.append(("end", text))
+
+
+async def test_the_final_health_write_waits_for_the_periodic_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health_path = tmp_path / "health.json"
+    slow = SlowHealthWrites(0.3)
+    monkeypatch.setattr(supervisor_module, "write_atomically", slow)
+    ticker = TickingAgent("ticker")
+    supervisor = Supervisor(
+        [ticker], restart_min_s=MIN_S, restart_max_s=MAX_S, health_path=health_path, health_interval_s=0.01
+    )
+    async with supervising(supervisor):
+        # Stop while a periodic write is busy in its thread: cancelling its task does not stop the thread.
+        await wait_for(lambda: slow.active == 1, interval=0.005, what="a periodic health write in progress")
+    assert slow.most_active == 1, "two health writes ran at the same time"
+    kinds = [kind for kind, _ in slow.events]
+    assert kinds == ["start", "end"] * (len(kinds) // 2), "every write ended before the next began"
+    final_text = slow.events[-1][1]
+    assert json.loads(final_text)["agents"]["ticker"]["state"] == "stopped"
+    assert health_path.read_text(encoding="utf-8") == final_text
+    assert os.listdir(tmp_path) == ["health.json"]
+
+
+async def test_a_failing_health_write_is_logged_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    health_path = tmp_path / "health.json"
+    failures = 3
+
+    def flaky_write(path: Path, text: str) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError(28, "No space left on device")
+        write_atomically(path, text)
+
+    monkeypatch.setattr(supervisor_module, "write_atomically", flaky_write)
+    ticker = TickingAgent("ticker")
+    supervisor = Supervisor(
+        [ticker], restart_min_s=MIN_S, restart_max_s=MAX_S, health_path=health_path, health_interval_s=0.01
+    )
+    async with supervising(supervisor):
+        await wait_for(health_path.exists, what="a health write after the disk recovered")
+        assert ticker.health.state == "running"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"cannot write health file {health_path}: [Errno 28] No space left on device"] * 3
 
 
 # -- construction and AgentHealth ----------------------------------------------------------------

@@ -4,11 +4,14 @@ Every agent is a long-running coroutine (:meth:`Agent.run`). The supervisor
 
 * starts each in a named task (``agent:<name>``) inside a :class:`asyncio.TaskGroup`;
 * catches a crash, records it in the agent's :class:`AgentHealth` (state, last error, restarts),
-  logs it with the traceback and restarts the agent after a jittered, capped back-off; an agent that
+  logs it in one line (the traceback goes to DEBUG: a restart is routine, and a journal full of
+  tracebacks hides the reason) and restarts the agent after a jittered, capped back-off; an agent that
   stayed up for ``stable_after_s`` gets its back-off reset;
 * on stop, asks agents to :meth:`Agent.drain` in reverse start order (producers first, the uplink last,
   so what producers flushed can still be published) and then cancels them;
 * writes a JSON health snapshot to disk every few seconds and at exit, which ``storeedge doctor`` reads.
+  Writes run in a worker thread one at a time: the final write waits for a periodic write whose task
+  was cancelled while its thread was still busy, so the last snapshot on disk is the final one.
 
 An agent that returns normally is finished and is not restarted (for example a bounded load generator).
 """
@@ -19,8 +22,8 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +103,9 @@ class Supervisor:
         self._health_path = health_path
         self._health_interval_s = health_interval_s
         self._snapshot_extra = snapshot_extra
+        # The health write running in a worker thread, if any. Cancelling the task that awaits it does not
+        # stop the thread, so the next write waits for this future first.
+        self._health_write: asyncio.Future[None] | None = None
         self.started_at = time.time()
 
     def snapshot(self) -> dict[str, Any]:
@@ -150,10 +156,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an agent crash must never take the others down
-                agent.health.restarts += 1
-                agent.health.last_error = f"{type(exc).__name__}: {exc}"
-                agent.health.last_error_at = time.time()
-                log.error("agent %s crashed; restarting\n%s", agent.name, "".join(traceback.format_exception(exc)))
+                crash = exc
             else:
                 agent.health.state = "finished"
                 log.info("agent %s finished", agent.name)
@@ -161,24 +164,55 @@ class Supervisor:
             if time.monotonic() - began >= self._stable_after_s:
                 backoff.reset()
             delay = backoff.next_delay()
+            agent.health.restarts += 1
+            agent.health.last_error = f"{type(crash).__name__}: {crash}"
+            agent.health.last_error_at = time.time()
             agent.health.state = "backoff"
+            log.error(
+                "agent %s crashed (%s); restart %d in %.2fs",
+                agent.name,
+                agent.health.last_error,
+                agent.health.restarts,
+                delay,
+            )
+            log.debug("agent %s crash traceback", agent.name, exc_info=crash)
             await asyncio.sleep(delay)
 
     async def _health_writer(self) -> None:
         while True:
-            await self._write_health()
+            try:
+                await self._write_health()
+            except OSError as exc:  # a full or read-only disk must not stop the gateway; retried next interval
+                log.warning("cannot write health file %s: %s", self._health_path, exc)
             await asyncio.sleep(self._health_interval_s)
 
     async def _write_health(self) -> None:
         if self._health_path is None:
             return
+        if self._health_write is not None and not self._health_write.done():
+            await asyncio.wait([self._health_write])
         text = json.dumps(self.snapshot(), indent=2, default=str)
-        await asyncio.to_thread(write_atomically, self._health_path, text)
+        loop = asyncio.get_running_loop()
+        self._health_write = loop.run_in_executor(None, write_atomically, self._health_path, text)
+        # Shielded: cancelling this task (shutdown) leaves the future to report when the thread is done.
+        await asyncio.shield(self._health_write)
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` so readers see either the old or the new file, never a torn one."""
+    """Write ``text`` so readers see either the old or the new file, never a torn one.
+
+    The temporary file gets a unique name in the same directory (so the rename stays on one file system):
+    concurrent writers of one path never share a temporary file, the last rename wins, and a failed write
+    leaves no temporary file behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            # mkstemp creates 0600; the health file stays readable to a technician's `storeedge doctor`.
+            os.fchmod(tmp.fileno(), 0o644)
+            tmp.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
