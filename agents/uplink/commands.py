@@ -207,7 +207,9 @@ class CommandAgent(Agent):
         except TimeoutError:
             return error(f"timed out after {self.config.timeout_s}s")
         except Exception as exc:  # the handler's failure is the command's result, not the agent's crash
-            log.exception("command %s (%s) failed", command.id, command.type)
+            # The reason goes back to the cloud in the result; the traceback is for a developer, at DEBUG.
+            log.warning("command %s (%s) failed: %s: %s", command.id, command.type, type(exc).__name__, exc)
+            log.debug("command %s traceback", command.id, exc_info=exc)
             return error(f"{type(exc).__name__}: {exc}")
         self.health.count("commands_ok")
         return CommandResult(command_id=command.id, type=command.type, status="ok", result=value)
