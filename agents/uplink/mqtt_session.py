@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agents.core.backoff import Backoff
 from agents.core.config import BrokerUrl, MqttProtocol, TlsConfig
+from agents.core.errors import StoreedgeError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class SessionOptions:
     client_id: str
     protocol: MqttProtocol = MqttProtocol.V311
     tls: TlsConfig | None = None
+    tls_setting: str = "broker.tls"  # where ``tls`` came from, so an error names the setting to fix
     username: str | None = None
     password: str | None = None
     keepalive_s: int = 30
@@ -114,14 +116,56 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def build_tls_context(tls: TlsConfig | None) -> ssl.SSLContext:
+class TlsFileError(StoreedgeError, OSError):
+    """A TLS file is missing, unreadable or not what its setting says; ``str(err)`` names both.
+
+    For example ``broker.tls.ca_file: /etc/storeedge/ca.pem: No such file or directory``. The ssl module's
+    own errors name neither the file nor the setting, which leaves a technician guessing.
+    """
+
+    def __init__(self, setting: str, path: Path, reason: str) -> None:
+        super().__init__(f"{setting}: {path}: {reason}")
+        self.setting = setting
+        self.path = path
+        self.reason = reason
+
+
+def _check_readable(setting: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise TlsFileError(setting, path, exc.strerror or str(exc)) from exc
+
+
+def build_tls_context(tls: TlsConfig | None, *, setting: str = "broker.tls") -> ssl.SSLContext:
+    """An SSL context for the broker connection; a bad TLS file raises :class:`TlsFileError`.
+
+    ``setting`` is the configuration path of ``tls`` (``broker.tls`` in the gateway YAML), used to name
+    the setting in errors.
+    """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.sslsocket_class = _ClosingSSLSocket
     if tls is not None:
+        files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+        for name, path in files.items():
+            if path is not None:
+                _check_readable(f"{setting}.{name}", path)
         if tls.ca_file is not None:
-            context.load_verify_locations(cafile=str(tls.ca_file))
+            try:
+                context.load_verify_locations(cafile=str(tls.ca_file))
+            except ssl.SSLError as exc:
+                raise TlsFileError(f"{setting}.ca_file", tls.ca_file, f"not a PEM CA certificate ({exc})") from exc
         if tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(certfile=str(tls.cert_file), keyfile=str(tls.key_file))
+            try:
+                context.load_cert_chain(certfile=str(tls.cert_file), keyfile=str(tls.key_file))
+            except ssl.SSLError as exc:
+                # OpenSSL does not say which of the two files it did not like.
+                raise TlsFileError(
+                    f"{setting}.cert_file",
+                    tls.cert_file,
+                    f"not a PEM certificate matching the private key {setting}.key_file ({tls.key_file}): {exc}",
+                ) from exc
         if tls.insecure_skip_verify:
             context.check_hostname = False
     return context
@@ -158,7 +202,9 @@ class MqttSession:
         self._connected_generation = -1
         self._lock = threading.Lock()
         self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
-        self._tls_context = build_tls_context(options.tls) if (options.url.tls or options.tls) else None
+        self._tls_context = (
+            build_tls_context(options.tls, setting=options.tls_setting) if (options.url.tls or options.tls) else None
+        )
         self._connected = asyncio.Event()
         self._stop_requested = asyncio.Event()
 
