@@ -91,7 +91,7 @@ _RFU_BIT = 0x8000
 
 
 def tlv_length(opcode: int) -> int:
-    """Total length of a TLV, opcode included, from its opcode's length nibble: ``(opcode >> 4) + 2`` (1.3)."""
+    """Total length of a TLV, opcode included, from its opcode's length nibble: ``(opcode >> 4) + 2``."""
     return ((opcode & 0xF0) >> 4) + 2
 
 
@@ -106,7 +106,7 @@ def _check_bytes(name: str, value: bytes, low: int, high: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Addressing (1.1)
+# Addressing
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class EslAddress:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Error codes and Basic State flags (1.4)
+# Error codes and Basic State flags
 
 
 class ErrorCode(enum.IntEnum):
@@ -185,7 +185,7 @@ class BasicStateFlags(enum.IntFlag):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Commands (1.3)
+# Commands
 
 
 class UnknownOpcodeError(ProtocolError):
@@ -216,42 +216,42 @@ class _SimpleCommand:
 
 @dataclass(frozen=True)
 class Ping(_SimpleCommand):
-    """Ping, ``00 id`` (1.3). Expected response: Basic State."""
+    """Ping, ``00 id``. Expected response: Basic State."""
 
     OPCODE: ClassVar[int] = 0x00
 
 
 @dataclass(frozen=True)
 class Unassociate(_SimpleCommand):
-    """Unassociate from AP, ``01 id`` (1.3). Expected response: Basic State or Error."""
+    """Unassociate from AP, ``01 id``. Expected response: Basic State or Error."""
 
     OPCODE: ClassVar[int] = 0x01
 
 
 @dataclass(frozen=True)
 class ServiceReset(_SimpleCommand):
-    """Service Reset, ``02 id`` (1.3): clears Service Needed. Expected response: Basic State."""
+    """Service Reset, ``02 id``: clears Service Needed. Expected response: Basic State."""
 
     OPCODE: ClassVar[int] = 0x02
 
 
 @dataclass(frozen=True)
 class FactoryReset(_SimpleCommand):
-    """Factory Reset, ``03 id`` (1.3). No response; Error Invalid State if synchronized."""
+    """Factory Reset, ``03 id``. No response; Error Invalid State if synchronized."""
 
     OPCODE: ClassVar[int] = 0x03
 
 
 @dataclass(frozen=True)
 class UpdateComplete(_SimpleCommand):
-    """Update Complete, ``04 id`` (1.3). No response, or Error."""
+    """Update Complete, ``04 id``. No response, or Error."""
 
     OPCODE: ClassVar[int] = 0x04
 
 
 @dataclass(frozen=True)
 class ReadSensorData:
-    """Read Sensor Data, ``10 id sensor_idx`` (1.3). Expected response: Sensor Value or Error."""
+    """Read Sensor Data, ``10 id sensor_idx``. Expected response: Sensor Value or Error."""
 
     esl_id: int
     sensor_index: int
@@ -267,7 +267,7 @@ class ReadSensorData:
 
 @dataclass(frozen=True)
 class RefreshDisplay:
-    """Refresh Display, ``11 id display_idx`` (1.3). Expected response: Display State or Error."""
+    """Refresh Display, ``11 id display_idx``. Expected response: Display State or Error."""
 
     esl_id: int
     display_index: int
@@ -283,7 +283,7 @@ class RefreshDisplay:
 
 @dataclass(frozen=True)
 class DisplayImage:
-    """Display Image, ``20 id display_idx image_idx`` (1.3). Expected response: Display State or Error."""
+    """Display Image, ``20 id display_idx image_idx``. Expected response: Display State or Error."""
 
     esl_id: int
     display_index: int
@@ -301,7 +301,7 @@ class DisplayImage:
 
 @dataclass(frozen=True)
 class DisplayTimedImage:
-    """Display Timed Image, ``60 id display_idx image_idx abs_time(u32 LE)`` (1.3).
+    """Display Timed Image, ``60 id display_idx image_idx abs_time(u32 LE)``.
 
     ``abs_time`` (ms) is compared with the tag's ESL Current Absolute Time; 0 deletes the queued timed image.
     """
@@ -339,7 +339,7 @@ def _led_fields(
     repeat_type: int,
     repeats_duration: int,
 ) -> bytes:
-    """The 11 LED Control parameter bytes after ``opcode id`` (1.3)."""
+    """The 11 LED Control parameter bytes after ``opcode id``."""
     return (
         bytes((led_index, _pack_color(red, green, blue, brightness)))
         + pattern.to_bytes(5, "little")
@@ -392,7 +392,7 @@ def _unpack_led(body: bytes) -> tuple[int, int, int, int, int, int, int, int, in
 
 @dataclass(frozen=True)
 class LedControl:
-    """LED Control (1.3): ``B0 id led_idx color_brightness pattern[5] off_period on_period repeat(u16)``, 13 bytes.
+    """LED Control: ``B0 id led_idx color_brightness pattern[5] off_period on_period repeat(u16)``, 13 bytes.
 
     - ``red``/``green``/``blue``/``brightness``: 2 bits each, packed as ``brightness<<6 | blue<<4 | green<<2 | red``.
     - ``pattern``: 40-bit flashing pattern, sent as 5 bytes LE and played bit by bit.
@@ -450,7 +450,7 @@ class LedControl:
 
 @dataclass(frozen=True)
 class LedTimedControl:
-    """Timed LED Control (1.3): the :class:`LedControl` fields followed by ``abs_time(u32 LE)``; opcode F0, 17 bytes."""
+    """Timed LED Control: the :class:`LedControl` fields followed by ``abs_time(u32 LE)``; opcode F0, 17 bytes."""
 
     esl_id: int
     led_index: int
@@ -504,7 +504,7 @@ class LedTimedControl:
 
 @dataclass(frozen=True)
 class VendorCommand:
-    """Vendor-specific command (1.3): opcode ``len(data) << 4 | 0x0F``, then ESL ID, then 0..15 data bytes."""
+    """Vendor-specific command: opcode ``len(data) << 4 | 0x0F``, then ESL ID, then 0..15 data bytes."""
 
     esl_id: int
     data: bytes = field(default=b"")
@@ -599,12 +599,12 @@ def decode_commands(data: bytes) -> list[Command]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Responses (1.4)
+# Responses
 
 
 @dataclass(frozen=True)
 class ErrorResponse:
-    """Error, ``00 error_code`` (1.4). ``code`` is an :class:`ErrorCode` where known, else the raw byte."""
+    """Error, ``00 error_code``. ``code`` is an :class:`ErrorCode` where known, else the raw byte."""
 
     code: int
     OPCODE: ClassVar[int] = 0x00
@@ -626,7 +626,7 @@ class ErrorResponse:
 
 @dataclass(frozen=True)
 class LedState:
-    """LED State, ``01 led_idx`` (1.4)."""
+    """LED State, ``01 led_idx``."""
 
     led_index: int
     OPCODE: ClassVar[int] = 0x01
@@ -640,7 +640,7 @@ class LedState:
 
 @dataclass(frozen=True)
 class BasicState:
-    """Basic State, ``10 flags_lo flags_hi`` (u16 LE, 1.4)."""
+    """Basic State, ``10 flags_lo flags_hi`` (u16 LE)."""
 
     flags: BasicStateFlags
     OPCODE: ClassVar[int] = 0x10
@@ -654,7 +654,7 @@ class BasicState:
 
 @dataclass(frozen=True)
 class DisplayState:
-    """Display State, ``11 display_idx image_idx`` (1.4)."""
+    """Display State, ``11 display_idx image_idx``."""
 
     display_index: int
     image_index: int
@@ -670,7 +670,7 @@ class DisplayState:
 
 @dataclass(frozen=True)
 class SensorValue:
-    """Sensor Value (1.4): opcode ``len(data) << 4 | 0x0E``, ``sensor_idx``, ``data`` (0..15 bytes)."""
+    """Sensor Value: opcode ``len(data) << 4 | 0x0E``, ``sensor_idx``, ``data`` (0..15 bytes)."""
 
     sensor_index: int
     data: bytes
@@ -689,7 +689,7 @@ class SensorValue:
 
 @dataclass(frozen=True)
 class VendorResponse:
-    """Vendor-specific response (1.4): opcode ``(len(data) - 1) << 4 | 0x0F``, then 1..16 data bytes.
+    """Vendor-specific response: opcode ``(len(data) - 1) << 4 | 0x0F``, then 1..16 data bytes.
 
     By the TLV rule a response of opcode ``0x?F`` is ``(opcode >> 4) + 2`` bytes long, so it carries
     ``(opcode >> 4) + 1`` bytes after the opcode.

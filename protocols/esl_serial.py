@@ -635,7 +635,7 @@ MAX_BLOCKS = (MAX_PAYLOAD - _BLOCK_ACK_HEADER_SIZE) * 8
 
 
 def image_hash(image: bytes) -> bytes:
-    """The transfer's image identity: the first 8 bytes of SHA-256 (like OEPL's 8-byte ``dataVer``, 2.2)."""
+    """The transfer's image identity: the first 8 bytes of SHA-256 (like OEPL's 8-byte ``dataVer``)."""
     return hashlib.sha256(image).digest()[:IMAGE_HASH_SIZE]
 
 

@@ -363,7 +363,7 @@ def decode_esl_address(data: bytes) -> EslAddress:
 
 @dataclass(frozen=True)
 class CurrentAbsoluteTime:
-    """ESL Current Absolute Time: u32 milliseconds, the clock timed commands are measured against (1.2, 1.3)."""
+    """ESL Current Absolute Time: u32 milliseconds, the clock timed commands are measured against."""
 
     milliseconds: int
 

@@ -209,7 +209,7 @@ class DiscoveredTag:
 
 @dataclass(frozen=True)
 class TagInformation:
-    """What a tag says about itself (step 3 of 1.7)."""
+    """What a tag says about itself (configuration step 3)."""
 
     displays: tuple[DisplayInfo, ...]
     max_image_index: int
@@ -566,7 +566,7 @@ class TagSession:
     # -- information and configuration ---------------------------------------------------------------------------------
 
     async def read_information(self) -> TagInformation:
-        """Read Display, Image, Sensor and LED Information, the DIS PnP ID and the OTS Feature (1.7 step 3)."""
+        """Read Display, Image, Sensor and LED Information, the DIS PnP ID and the OTS Feature (config step 3)."""
         displays = DisplayInformation.decode(
             await self.read(ESL_SERVICE_UUID, EslCharacteristic.ESL_DISPLAY_INFORMATION)
         ).displays
@@ -597,7 +597,7 @@ class TagSession:
     async def configure(
         self, esl_address: EslAddress, *, ap_sync_key: KeyMaterial, response_key: KeyMaterial, absolute_time_ms: int
     ) -> None:
-        """Write ESL Address, AP Sync Key Material, Response Key Material and Current Absolute Time (1.7 4-7)."""
+        """Write ESL Address, AP Sync Key Material, Response Key Material and Current Absolute Time (steps 4-7)."""
         await self.write(ESL_SERVICE_UUID, EslCharacteristic.ESL_ADDRESS, esl_address.encode())
         await self.write(ESL_SERVICE_UUID, EslCharacteristic.AP_SYNC_KEY_MATERIAL, ap_sync_key.encode())
         await self.write(ESL_SERVICE_UUID, EslCharacteristic.ESL_RESPONSE_KEY_MATERIAL, response_key.encode())
@@ -812,7 +812,7 @@ class EslAccessPoint:
     # -- discovery ----------------------------------------------------------------------------------------------------
 
     async def scan(self, *, timeout_s: float | None = None) -> list[DiscoveredTag]:
-        """Listen for tags advertising the ESL Service (unassociated tags do, 1.7) and return them by address."""
+        """Listen for tags advertising the ESL Service (unassociated tags do) and return them by address."""
         timeout = self.settings.scan_s if timeout_s is None else timeout_s
         found: dict[str, tuple[BLEDevice, AdvertisementData]] = {}
         esl_uuid = _uuid(ESL_SERVICE_UUID)
@@ -942,7 +942,7 @@ class EslAccessPoint:
         display_image: int | None = 0,
         response_key: KeyMaterial | None = None,
     ) -> EslTagRecord:
-        """Configure an unassociated tag (1.7): bond, read its information, write address, keys and time, upload
+        """Configure an unassociated tag: bond, read its information, write address, keys and time, upload
         ``images`` (index = position), show ``display_image`` (None: leave the screen) and send Update Complete.
 
         Returns the record to persist; retried as a whole on connection failures (every step is idempotent).
