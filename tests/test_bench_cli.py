@@ -153,6 +153,7 @@ def test_sim_run_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_cloud_report_only_on_empty_db(tmp_path: Path) -> None:
     db = tmp_path / "cloud.sqlite3"
+    SinkStore(db).close()  # a sink that ran and stored nothing (a missing file is an error: test_cli_errors)
     result = run_cli("cloud", "--db", str(db), "--report-only", cwd=tmp_path, timeout=30)
     assert result.returncode == 0, describe(result)
     report = json.loads(result.stdout)

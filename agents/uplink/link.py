@@ -112,7 +112,11 @@ class UplinkAgent(Agent):
         self._session_done.clear()
         self._inflight.clear()
         self.outbox.add_commit_listener(self._wake.set)
-        goodbye = Will(self.topics.status, encode_status(False, reason="shutdown")) if self._publish_status else None
+        goodbye = (
+            Will(self.topics.status, encode_status(False, reason="shutdown", since=round(time.time(), 3)))
+            if self._publish_status
+            else None
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._run_session(session, goodbye), name="uplink:mqtt-session")
