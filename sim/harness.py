@@ -6,6 +6,13 @@ its outbox on shutdown, and then compares what the gateway produced with what th
 ``published`` (messages the gateway's outbox accepted), ``received`` (unique at the sink), ``lost``
 (produced but never received), ``duplicates`` (redeliveries the sink dropped) and ``dropped`` (removed by
 the outbox's explicit drop policy). Scenarios are YAML data files (``sim/scenarios/*.yaml``).
+
+A run fails early and in one message rather than half-way with tracebacks: before anything starts, every
+file the scenario names (camera footage, detector models, anything under ``${SHARED_DATA}``) must exist
+(:func:`check_scenario_files`), and a ``--broker`` must accept a connection within a few seconds. A run
+that did start fails (``report["failures"]``, see :func:`report_failures`) when messages were lost, tags
+were not applied, or any agent crashed: the simulator injects faults into links and radios, never into
+agents, so a restart is always a bug or a broken input. The run stops at the first crash.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import time
 import uuid
@@ -26,15 +34,26 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from agents.cloud.sink import CloudSink
 from agents.core.config import BrokerUrl, GatewayConfig
-from agents.core.errors import ConfigError
+from agents.core.errors import ConfigError, StoreedgeError
 from agents.core.runtime import Gateway
+from agents.preflight import check_paths
 from protocols.mqtt_v1 import GatewayTopics
 from sim.broker import EmbeddedBroker
 from sim.tag_fleet import TagFleet, TagsScenario
+
+BROKER_PROBE_TIMEOUT_S = 3.0
+"""How long ``--broker`` may take to accept a TCP connection before the run gives up."""
+BROKER_CONNECT_TIMEOUT_S = 15.0
+"""How long the cloud sink may take to complete its first MQTT connection (TLS and CONNACK included)."""
+
+
+class BrokerUnreachableError(StoreedgeError, ConnectionError):
+    """The broker of a simulator run refused or did not answer; ``str(err)`` names its URL and the reason."""
 
 
 class Scenario(BaseModel):
@@ -86,6 +105,88 @@ def shared_data_dir() -> Path:
     the source tree (they are never copied into the repository)."""
     override = os.environ.get("STOREEDGE_SHARED_DATA")
     return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def check_scenario_files(scenario: Scenario) -> None:
+    """Raise :class:`ConfigError` naming every file ``scenario`` needs that is not on this machine.
+
+    Checks the inputs of the scenario's gateway section (camera footage, detector models, TLS files: see
+    :func:`agents.preflight.check_paths`) and every other value under the shared data folder. Devices (USB
+    cameras, serial ports) are not required here: a scenario's tag buses are created by the run itself.
+    """
+    shared = str(shared_data_dir())
+    config = gateway_config(scenario, BrokerUrl.parse("mqtt://127.0.0.1"), Path("sim-state"))
+    missing = [(f"gateway.{p.field}", p.path, p.message) for p in check_paths(config) if p.is_error]
+    named = {path for _field, path, _message in missing}
+    for field, value in _strings(scenario.model_dump(mode="json")):
+        if value.startswith(shared) and value not in named and not Path(value).exists():
+            missing.append((field, value, "not found"))
+            named.add(value)
+    if not missing:
+        return
+    lines = [f"scenario {scenario.name!r} needs files that are missing:"]
+    lines += [f"  {field}: {message}: {path}" for field, path, message in missing]
+    if any(path.startswith(shared) for _field, path, _message in missing):
+        origin = "$STOREEDGE_SHARED_DATA" if os.environ.get("STOREEDGE_SHARED_DATA") else "the default, ../shared/data"
+        lines.append(
+            f"Models and footage are read from {shared} ({origin}): set STOREEDGE_SHARED_DATA to the folder"
+            " holding models/ and footage/ (footage is never shipped with storeedge)."
+        )
+    else:
+        lines.append("Fix the paths in the scenario file.")
+    raise ConfigError("\n".join(lines))
+
+
+def _strings(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """``(dotted field, text)`` for every string inside a JSON-like ``value``."""
+    if isinstance(value, str):
+        return [(field, value)]
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = [(str(key), item) for key, item in value.items()]
+    elif isinstance(value, list):
+        items = [(str(index), item) for index, item in enumerate(value)]
+    else:
+        return []
+    return [found for key, item in items for found in _strings(item, f"{field}.{key}" if field else key)]
+
+
+async def probe_broker(url: BrokerUrl, timeout_s: float = BROKER_PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`BrokerUnreachableError` unless ``url``'s host accepts a TCP connection within ``timeout_s``.
+
+    A quick look before anything starts, so a wrong ``--broker`` fails in seconds with the reason instead of
+    after the MQTT client's reconnect back-off.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            _reader, writer = await asyncio.open_connection(url.host, url.port)
+    except TimeoutError:
+        reason, hint = f"connection timed out after {timeout_s:.0f}s", "Check the host, port and firewall."
+    except socket.gaierror as exc:
+        reason, hint = f"unknown host ({(exc.strerror or str(exc)).lower()})", "Check the host name."
+    except OSError as exc:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
+        hint = "Is the broker running on that host and port?"
+    else:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise BrokerUnreachableError(
+        f"cannot reach the broker {url}: {reason}. {hint} Without --broker the run uses its embedded broker."
+    )
+
+
+async def _wait_for_broker(sink: CloudSink, url: BrokerUrl, timeout_s: float = BROKER_CONNECT_TIMEOUT_S) -> None:
+    """Wait for the sink's first MQTT connection; fail at its first failed attempt (TLS, credentials, not an
+    MQTT broker) instead of retrying for the whole run."""
+    health = sink.session.health
+    deadline = time.monotonic() + timeout_s
+    while health.connects == 0:
+        if health.failed_attempts:
+            raise BrokerUnreachableError(f"the cloud sink cannot connect to the broker {url}: {health.last_error}")
+        if time.monotonic() > deadline:
+            raise BrokerUnreachableError(f"no MQTT connection to the broker {url} within {timeout_s:.0f}s")
+        await asyncio.sleep(0.05)
 
 
 def gateway_config(
@@ -141,6 +242,9 @@ async def run_scenario(
     e-paper previews) go to ``artifacts_dir``; without it none are written."""
     console = console or Console(stderr=True)
     duration = duration_s if duration_s is not None else scenario.duration_s
+    check_scenario_files(scenario)
+    if broker_url is not None:
+        await probe_broker(broker_url)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="storeedge-sim-")))
         fleet: TagFleet | None = None
@@ -164,8 +268,7 @@ async def run_scenario(
             try:
                 async with asyncio.TaskGroup() as group:
                     sink_task = group.create_task(sink.run(), name="sim:cloud-sink")
-                    async with asyncio.timeout(15):
-                        await sink.session.wait_connected()
+                    await _wait_for_broker(sink, broker_url)
                     gateway_task = group.create_task(gateway.run(stop), name="sim:gateway")
                     fleet_task = None
                     if fleet is not None:
@@ -176,6 +279,7 @@ async def run_scenario(
                             (elapsed := time.monotonic() - started) < duration
                             and not gateway_task.done()
                             and not _footage_finished(gateway)
+                            and not _agent_crashed(gateway)
                             and not (fleet_task is not None and fleet_task.done())
                         ):
                             live.update(_progress_table(scenario, elapsed, duration, gateway, sink))
@@ -199,7 +303,11 @@ async def run_scenario(
                 if fleet is not None:
                     report["tags"] = fleet.report(sink, topics, gateway, artifacts_dir)
                     report["tags"]["errors"] = tag_errors
+                report["failures"] = report_failures(report)
                 return report
+            except* BrokerUnreachableError as errors:
+                # one message for the caller, not a task group's traceback
+                raise errors.exceptions[0] from None
             finally:
                 sink.close()
     raise AssertionError("unreachable")
@@ -218,6 +326,28 @@ def _footage_finished(gateway: Gateway) -> bool:
     snapshot = gateway.snapshot().get("agents", {})
     cameras = [agent for name, agent in snapshot.items() if name.startswith("footfall-")]
     return bool(cameras) and all(agent["state"] == "finished" for agent in cameras)
+
+
+def _agent_crashed(gateway: Gateway) -> bool:
+    """True once any agent has crashed: the run has failed, and playing on would only repeat the crash."""
+    return any(agent["restarts"] > 0 for agent in gateway.snapshot().get("agents", {}).values())
+
+
+def report_failures(report: dict[str, Any]) -> list[str]:
+    """Why the run in ``report`` failed, one line per reason; empty when it passed."""
+    failures = []
+    lost = report["uplink"]["lost"]
+    if lost:
+        failures.append(f"{lost} message(s) lost between the gateway and the cloud")
+    for name, agent in report["agents"].items():
+        if agent["restarts"]:
+            failures.append(f"agent {name} crashed {agent['restarts']} time(s), last: {agent['last_error']}")
+    tags = report.get("tags")
+    if tags is not None:
+        if tags["applied"] != tags["total"]:
+            failures.append(f"tags applied {tags['applied']}/{tags['total']} (failed {tags['failed']})")
+        failures += [f"tags: {error}" for error in tags["errors"]]
+    return failures
 
 
 def footfall_report(scenario: Scenario, config: GatewayConfig, sink: CloudSink) -> dict[str, Any]:
@@ -308,4 +438,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             table.add_row("tags error", error)
     for gateway, status in report["cloud"]["status"].items():
         table.add_row(f"status {gateway}", json.dumps(status))
+    failures = report.get("failures", [])
+    for failure in failures:
+        table.add_row("[red]FAILED[/]", escape(failure))
+    table.add_row("result", "[red]failed[/]" if failures else "[green]passed[/]")
     console.print(table)
