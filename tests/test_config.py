@@ -10,6 +10,7 @@ and the CLI exit codes and messages of ``storeedge config check FILE``.
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from agents.core.config import (
     redact_url,
 )
 from agents.core.errors import ConfigError
+from agents.preflight import check_paths
 
 MINIMAL = """\
 store_id: store-1
@@ -438,3 +440,99 @@ def test_cli_config_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     out, err = capsys.readouterr()
     assert out == ""
     assert "cannot read config file" in err and str(missing) in err
+
+
+# -- CLI: config check also looks for the files and devices the config names -----------------------
+
+
+def camera_yaml(name: str, url: str, model: Path | str) -> str:
+    return (
+        f"  - name: {name}\n"
+        f"    source: {{url: '{url}'}}\n"
+        f"    detector: {{type: yolox, model: '{model}'}}\n"
+        "    counting: {lines: [{name: door, p1: [10, 0], p2: [10, 100]}]}\n"
+    )
+
+
+def test_cli_config_check_names_each_missing_file_with_field_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+    text = (
+        "store_id: store-1\n"
+        "gateway_id: gw-1\n"
+        "broker:\n"
+        "  url: mqtts://broker.local\n"
+        "  tls:\n"
+        f"    ca_file: {missing / 'ca.pem'}\n"  # line 6
+        f"    cert_file: {missing / 'gw.crt'}\n"  # line 7
+        f"    key_file: {missing / 'gw.key'}\n"  # line 8
+        "cameras:\n" + camera_yaml("door", str(missing / "door.mp4"), missing / "yolox.onnx")  # lines 10-13
+    )
+    path = write(tmp_path, text)
+    assert main(["config", "check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    for field, line, name in [
+        ("broker.tls.ca_file", 6, "ca.pem"),
+        ("broker.tls.cert_file", 7, "gw.crt"),
+        ("broker.tls.key_file", 8, "gw.key"),
+        ("cameras.0.source.url", 11, "door.mp4"),
+        ("cameras.0.detector.model", 12, "yolox.onnx"),
+    ]:
+        assert f"{path}: error: {field} (line {line}): file not found: {missing / name}" in err, err
+    assert "5 missing file(s)" in err
+
+
+def test_cli_config_check_a_folder_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "door.mp4"
+    video.write_bytes(b"")
+    path = write(tmp_path, MINIMAL + "cameras:\n" + camera_yaml("door", str(video), tmp_path))
+    assert main(["config", "check", str(path)]) == 2
+    _, err = capsys.readouterr()
+    assert f"cameras.0.detector.model (line 8): not a file: {tmp_path}" in err
+
+
+def test_cli_config_check_absent_devices_are_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "yolox.onnx"
+    model.write_bytes(b"")
+    text = (
+        MINIMAL
+        + "cameras:\n"
+        + camera_yaml("usb", "usb:63", model)
+        + camera_yaml("v4l", "/dev/video-storeedge-absent", model)
+        + "tags:\n  buses:\n    - {name: aisle-1, port: /dev/ttyUSB-storeedge-absent}\n"  # bus on line 16
+        + "    - {name: aisle-2, port: 'socket://10.0.0.9:4001'}\n"  # a network port: not looked for
+    )
+    path = write(tmp_path, text)
+    assert main(["config", "check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{path}: OK" in out and "warning(s)" in out
+    assert "cameras.1.source.url (line 11): device not present" in err and "/dev/video-storeedge-absent" in err
+    assert "tags.buses.0.port (line 16): device not present" in err and "/dev/ttyUSB-storeedge-absent" in err
+    if sys.platform.startswith("linux"):
+        assert "cameras.0.source.url (line 7): device not present" in err and "usb:63 (/dev/video63)" in err
+    assert "socket://" not in err and "error" not in err
+
+
+def test_cli_config_check_files_that_exist_pass_silently(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video, model, ca = tmp_path / "door.mp4", tmp_path / "yolox.onnx", tmp_path / "ca.pem"
+    for file in (video, model, ca):
+        file.write_bytes(b"")
+    text = MINIMAL + f"  tls: {{ca_file: {ca}}}\n" + "cameras:\n" + camera_yaml("door", str(video), model)
+    text += camera_yaml("street", "rtsp://10.0.0.5/stream1", model)  # network sources are doctor's job
+    path = write(tmp_path, text)
+    assert main(["config", "check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{path}: OK" in out and "warning" not in out
+    assert err == ""
+
+
+def test_check_paths_without_the_yaml_text_has_no_lines(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL + "cameras:\n" + camera_yaml("door", str(tmp_path / "door.mp4"), tmp_path / "m.onnx"))
+    problems = check_paths(config)
+    assert [(p.field, p.severity, p.line) for p in problems] == [
+        ("cameras.0.source.url", "error", None),
+        ("cameras.0.detector.model", "error", None),
+    ]
+    assert str(problems[0]) == f"cameras.0.source.url: file not found: {tmp_path / 'door.mp4'}"
