@@ -15,7 +15,8 @@ Design, and why each part is where it is:
   window consumed, ``\\x04`` echoed at the end). The webassembly port's own event-driven REPL hangs on raw-paste,
   which is why the protocol is not delegated to it.
 * The **code runs on real MicroPython**: the official webassembly port (npm
-  ``@micropython/micropython-webassembly-pyscript``, the same package ``scripts/firmware-test`` installs) in one
+  ``@micropython/micropython-webassembly-pyscript``, installed on first use into a user cache by
+  :mod:`sim.micropython_runtime`, the same copy ``scripts/firmware-test`` uses) in one
   long-lived Node process per board (``sim/board_runtime.mjs``), fed over a length-prefixed frame protocol on its
   stdin/stdout. What the wasm port lacks for mpremote is shimmed in MicroPython code injected at every start:
   OSError numbers mapped from Emscripten's to the Linux values real ports print (``[Errno 2] ENOENT``, which
@@ -60,6 +61,13 @@ from enum import Enum
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from sim.micropython_runtime import (
+    MICROPYTHON_NPM_PACKAGE,
+    BoardRuntimeError,
+    ensure_micropython_runtime,
+    micropython_module_path,
+)
+
 __all__ = [
     "MICROPYTHON_NPM_PACKAGE",
     "BoardRuntimeError",
@@ -71,13 +79,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ROOT = Path(__file__).resolve().parent.parent
 _RUNTIME_SCRIPT = Path(__file__).resolve().with_name("board_runtime.mjs")
-MICROPYTHON_NPM_PACKAGE = "@micropython/micropython-webassembly-pyscript@1.27.0"
-"""The interpreter: the official MicroPython webassembly port, pinned like ``scripts/firmware-test`` pins it."""
-_NPM_PREFIX = _ROOT / "firmware" / ".node"
-_MODULE_IN_PREFIX = Path("node_modules", "@micropython", "micropython-webassembly-pyscript", "micropython.mjs")
-_MODULE_ENV = "STOREEDGE_MICROPYTHON_MJS"
 
 BANNER_MACHINE = "storeedge virtual board with webassembly"
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -88,36 +90,6 @@ _OUTPUT_QUEUE_LIMIT = 1 << 20
 """Bytes of pty output kept while nobody reads the port; older output is dropped (a UART would lose it too)."""
 
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 0x01, 0x02, 0x03, 0x04, 0x05
-
-
-class BoardRuntimeError(RuntimeError):
-    """The MicroPython runtime cannot start: Node or the webassembly package is missing, or it failed to boot."""
-
-
-def micropython_module_path() -> Path:
-    """``micropython.mjs`` of the webassembly port: ``$STOREEDGE_MICROPYTHON_MJS``, else ``firmware/.node``."""
-    override = os.environ.get(_MODULE_ENV)
-    return Path(override) if override else _NPM_PREFIX / _MODULE_IN_PREFIX
-
-
-def ensure_micropython_runtime(timeout: float = 240.0) -> Path:
-    """Install the webassembly port with npm into ``firmware/.node`` unless present; return ``micropython.mjs``.
-
-    This is the only step that needs the network (the npm registry); the board itself runs offline.
-    """
-    module = micropython_module_path()
-    if module.is_file():
-        return module
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BoardRuntimeError("npm is required to install the MicroPython runtime: apt-get install -y nodejs npm")
-    command = [npm, "install", "--silent", "--no-save", "--no-package-lock", "--prefix", str(_NPM_PREFIX)]
-    result = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-        [*command, MICROPYTHON_NPM_PACKAGE], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0 or not module.is_file():
-        raise BoardRuntimeError(f"npm install {MICROPYTHON_NPM_PACKAGE} failed: {result.stderr.strip()}")
-    return module
 
 
 class _Mode(Enum):
@@ -305,18 +277,14 @@ class VirtualBoard:
         self.stop()
 
     def start(self) -> None:
-        """Start the interpreter, open the pty, create the link and the worker thread."""
+        """Start the interpreter (installed on first use, see ``ensure_micropython_runtime``), open the pty, create
+        the link and the worker thread."""
         if self._thread is not None:
             raise RuntimeError("board already started")
         node = shutil.which("node")
         if node is None:
             raise BoardRuntimeError("Node.js (>= 18) runs the MicroPython webassembly port: apt-get install -y nodejs")
-        module = micropython_module_path()
-        if not module.is_file():
-            raise BoardRuntimeError(
-                f"MicroPython webassembly port not found at {module}: run scripts/firmware-test once, or "
-                f"npm install --prefix firmware/.node {MICROPYTHON_NPM_PACKAGE}"
-            )
+        module = ensure_micropython_runtime()
         self._node, self._module = node, module
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -27,9 +27,10 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module", autouse=True)
-def micropython_runtime() -> None:
-    # Installs the webassembly port like scripts/firmware-test does (the only step needing the network).
-    ensure_micropython_runtime()
+def micropython_runtime() -> Path:
+    # The board installs the webassembly port on first use (the only step needing the network); doing it here keeps
+    # the download out of the first test's timeouts.
+    return ensure_micropython_runtime()
 
 
 @pytest.fixture
@@ -288,3 +289,24 @@ def test_stop_closes_every_fd_and_ends_the_interpreter(tmp_path: Path) -> None:
     assert set(os.listdir("/proc/self/fd")) == fds_before
     assert not (tmp_path / "board").is_symlink()
     assert not temporary_state.exists()
+
+
+def test_board_installs_its_runtime_on_first_use(
+    micropython_runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty user cache and an npm that "downloads" the copy installed above: start() must install it and boot.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("STOREEDGE_MICROPYTHON_MJS", raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(
+        '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --prefix ] && prefix="$2"; shift; done\n'
+        'mkdir -p "$prefix/node_modules/@micropython"\n'
+        f'cp -r {micropython_runtime.parent} "$prefix/node_modules/@micropython/"\n'
+    )
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with VirtualBoard(tmp_path / "board") as board:
+        assert board.version.startswith("v1.27.0")
+    assert list(cache.glob("storeedge/micropython-1.27.0/node_modules/@micropython/*/micropython.mjs"))
