@@ -15,10 +15,11 @@ replies back. A tag can be reset after it has received a given number of image b
 replaced by a fresh firmware object (image store and transfer state lost), keeping its e-paper, which is bistable
 and keeps showing what it showed.
 
-Import note: the firmware lives in ``firmware/esltag`` and imports itself as ``esltag`` (as on the device), so this
-module appends ``firmware/`` to ``sys.path`` (appended, not prepended, so it never shadows anything) before importing
-it; the firmware package has no type information for this checkout's mypy configuration, hence the
-``type: ignore[import-not-found]`` comments.
+Import note: the firmware lives in ``firmware/esltag`` (a checkout) or in the installed ``firmware`` package (a
+wheel), found by :func:`agents.firmware_files.esltag_dir`, and imports itself as ``esltag`` (as on the device), so
+this module appends the folder holding ``esltag/`` to ``sys.path`` (appended, not prepended, so it never shadows
+anything) before importing it; the firmware package has no type information for this checkout's mypy configuration,
+hence the ``type: ignore[import-not-found]`` comments.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ import threading
 import tty
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from agents.firmware_files import esltag_dir
 from protocols.esl_ecp import EslAddress
 from protocols.esl_serial import Frame, PayloadType, SerialFrameDecoder
 
-_FIRMWARE = str(Path(__file__).resolve().parent.parent / "firmware")
+_FIRMWARE = str(esltag_dir().parent)
 if _FIRMWARE not in sys.path:
     sys.path.append(_FIRMWARE)
 

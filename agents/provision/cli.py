@@ -82,7 +82,7 @@ def build_parser(prog: str = "flash.py") -> argparse.ArgumentParser:
     device.add_argument("--config-json", help="device settings: a JSON object or a file holding one")
     device.add_argument("--esl-address", help="the tag's ESL address, group/id (e.g. 1/5)")
     device.add_argument("--bus", help="name of the serial bus the tag hangs on (e.g. bus-a)")
-    device.add_argument("--firmware-dir", type=Path, help="firmware package folder (default: firmware/esltag)")
+    device.add_argument("--firmware-dir", type=Path, help="firmware package folder (default: the installed esltag)")
     device.add_argument("--force", action="store_true", help="rewrite files even when the board has them already")
     device.add_argument("--baud", type=int, default=115200)
     device.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the REPL each attempt")
@@ -253,7 +253,7 @@ def _cmd_device(args: argparse.Namespace, out: Console, err: Console) -> int:
     from agents.provision import device
     from agents.provision.raw_repl import RawRepl, ReplTunables
 
-    firmware_dir = args.firmware_dir or device.DEFAULT_FIRMWARE_DIR
+    firmware_dir = args.firmware_dir or device.default_firmware_dir()
     firmware = device.collect_firmware(firmware_dir)
     version = device.firmware_version(firmware_dir)
     settings = _device_settings(args)

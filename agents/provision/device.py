@@ -2,7 +2,8 @@
 
 What ``flash.py device`` does, in order, and why:
 
-1. Collect ``firmware/esltag/*.py`` (without ``manifest.py``, a build-time file for freezing the package into a
+1. Collect the firmware's ``esltag/*.py`` (found by :func:`agents.firmware_files.esltag_dir`, in a checkout or an
+   installed wheel; without ``manifest.py``, a build-time file for freezing the package into a
    firmware image; it calls ``metadata()``, which does not exist at run time) and render ``/esltag_device.json``
    (ESL address, bus, the firmware version and digest it was deployed with).
 2. Enter the raw REPL and define a few helpers on the board (mkdir -p, sha256 of a file, free bytes).
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.firmware_files import FirmwareNotFoundError, esltag_dir
 from agents.provision.errors import (
     FilesystemFullError,
     HashMismatchError,
@@ -40,17 +42,16 @@ from agents.provision.raw_repl import RawRepl
 from agents.tags.config import parse_address
 
 __all__ = [
-    "DEFAULT_FIRMWARE_DIR",
     "DEVICE_CONFIG_PATH",
     "DeployReport",
     "DeviceFile",
     "collect_firmware",
+    "default_firmware_dir",
     "deploy",
     "device_config",
     "firmware_version",
 ]
 
-DEFAULT_FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "esltag"
 PACKAGE_DIR_ON_BOARD = "/lib/esltag"
 DEVICE_CONFIG_PATH = "/esltag_device.json"
 CHUNK_BYTES = 512
@@ -139,10 +140,21 @@ def firmware_version(firmware_dir: Path) -> str:
     return match.group(1)
 
 
-def collect_firmware(
-    firmware_dir: Path = DEFAULT_FIRMWARE_DIR, board_dir: str = PACKAGE_DIR_ON_BOARD
-) -> list[DeviceFile]:
-    """The package's run-time ``.py`` files as :class:`DeviceFile` under ``board_dir``, sorted by name."""
+def default_firmware_dir() -> Path:
+    """The installed esltag firmware folder; :class:`ProvisionInputError` when this installation lacks it."""
+    try:
+        return esltag_dir()
+    except FirmwareNotFoundError as exc:
+        raise ProvisionInputError(f"{exc}; or give --firmware-dir") from exc
+
+
+def collect_firmware(firmware_dir: Path | None = None, board_dir: str = PACKAGE_DIR_ON_BOARD) -> list[DeviceFile]:
+    """The package's run-time ``.py`` files as :class:`DeviceFile` under ``board_dir``, sorted by name.
+
+    ``firmware_dir`` defaults to the installed firmware (:func:`default_firmware_dir`).
+    """
+    if firmware_dir is None:
+        firmware_dir = default_firmware_dir()
     sources = sorted(p for p in firmware_dir.glob("*.py") if p.name not in BUILD_ONLY_FILES)
     if not sources:
         raise ProvisionInputError(f"no firmware .py files in {firmware_dir}")
