@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "footfall", help="detect, track and count one video against the supervision baseline"
     )
     bench_footfall.add_argument("--video", type=Path, help="video file (.avi, .mp4, .mpg)")
-    bench_footfall.add_argument("--model", type=Path, help="ONNX person detector")
+    bench_footfall.add_argument("--model", type=Path, help="ONNX person detector (default: the shipped YOLOX-Nano)")
     bench_footfall.add_argument("--detector", choices=["auto", "yolox", "ssd", "yolov8"], default="auto")
     bench_footfall.add_argument("--line", type=_line, required=True, help="X1,Y1,X2,Y2 in pixels")
     bench_footfall.add_argument("--gt", type=Path, help="MOT ground truth (gt.txt) for MOTA/IDF1")

@@ -1,6 +1,7 @@
 """``storeedge bench footfall``: our detect -> track -> count pipeline against the peer baseline.
 
-One run over one video (or a MOT detection file instead of the detector):
+One run over one video (or a MOT detection file instead of the detector), detected with ``--model`` or, by
+default, the YOLOX-Nano model shipped with the package:
 
 1. **End to end**: decode every frame, detect, track, count, timed as a whole (``fps.end_to_end``); the
    ``detect()`` calls are also timed on their own (``fps.detector_only``, pre/post-processing included).
@@ -26,7 +27,7 @@ from typing import Any
 
 from agents.footfall.baseline import SupervisionBaseline
 from agents.footfall.counting import CounterConfig, FootfallCounter, LineConfig
-from agents.footfall.detectors import build_detector
+from agents.footfall.detectors import SHIPPED_YOLOX_MODEL, build_detector
 from agents.footfall.mot import read_mot_detections, read_mot_ground_truth, score_tracks
 from agents.footfall.sources import FrameSource, SourceConfig
 from agents.footfall.tracker import ByteTracker, TrackerConfig
@@ -107,11 +108,18 @@ def _tracker_fps(make_step: Any, frames: list[Detections], fps: float, min_secon
             return done / elapsed
 
 
+def bench_model(options: FootfallBenchOptions) -> tuple[Path, str]:
+    """The model file and detector type to run: ``--model``, else the shipped YOLOX-Nano (for yolox only)."""
+    if options.model is not None:
+        return options.model, detector_type_for(options.model, options.detector_type)
+    if options.detector_type not in ("auto", "yolox"):
+        raise ValueError(f"--detector {options.detector_type} needs --model (the shipped model is YOLOX-Nano)")
+    return SHIPPED_YOLOX_MODEL, "yolox"
+
+
 def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
     if options.video is None and options.dets is None:
-        raise ValueError("give --video (with --model) or --dets")
-    if options.dets is None and options.model is None:
-        raise ValueError("--model is required unless --dets gives the detections")
+        raise ValueError("give --video (detected with --model, default the shipped YOLOX-Nano) or --dets")
     x1, y1, x2, y2 = options.line
     ours = _OurPipeline(options)
     our_tracks: dict[int, Tracks] = {}
@@ -133,10 +141,11 @@ def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
             our_tracks[index + 1] = ours.step(detections, index / fps)
         end_to_end_s = time.perf_counter() - started
     else:
-        assert options.model is not None and options.video is not None
+        assert options.video is not None
+        model, detector_type = bench_model(options)
         config: dict[str, Any] = {
-            "type": detector_type_for(options.model, options.detector_type),
-            "model": str(options.model),
+            "type": detector_type,
+            "model": str(model),
             "threads": options.threads,
         }
         if options.score_threshold is not None:

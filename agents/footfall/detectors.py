@@ -13,6 +13,9 @@ Why this module looks the way it does:
   is loaded, runs it once on a blank frame to check the shapes it really returns, and raises
   :class:`ModelShapeError` naming what it expected and what it found, with a hint when the model looks like a
   different family. A missing model file raises :class:`ModelNotFoundError` naming the path.
+* **A model out of the box**: YOLOX-Nano (COCO, Apache-2.0, ``agents/footfall/models/``) ships with the package
+  and is the model of a ``type: yolox`` detector that names none (:data:`SHIPPED_YOLOX_MODEL`), so counting works
+  on a fresh machine. The other types have no default: their ``model`` is required.
 * **The contracts implemented** (the YOLOX-Nano and SSDLite person models the footage tests use follow the first and
   the last row):
 
@@ -81,6 +84,7 @@ from agents.footfall.types import Detections, FloatArray, IntArray
 __all__ = [
     "DetectorConfig",
     "PAD_VALUE",
+    "SHIPPED_YOLOX_MODEL",
     "DetectorError",
     "ImageArray",
     "Letterbox",
@@ -111,6 +115,9 @@ PAD_VALUE = 114
 
 YOLO_STRIDES = (8, 16, 32)
 """Strides of the three detection heads of YOLOX and YOLOv8 (P3, P4, P5)."""
+
+SHIPPED_YOLOX_MODEL = Path(__file__).resolve().with_name("models") / "yolox_nano.onnx"
+"""YOLOX-Nano shipped as package data (source, licence and sha256 in ``models/README.md``): the default model."""
 
 _PRE_NMS_TOPK = 1000
 """At most this many candidates (highest scores) enter NMS, so a degenerate model cannot stall a frame."""
@@ -835,6 +842,7 @@ class YoloxConfig(_DetectorConfigBase):
     """``type: yolox``: YOLOX raw-head export (BGR 0..255, top-left letterbox)."""
 
     type: Literal["yolox"]
+    model: Path = Field(SHIPPED_YOLOX_MODEL, description="ONNX model file; default: the shipped YOLOX-Nano.")
     nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="NMS IoU above which the lower box is dropped.")
     input_size: int | tuple[int, int] | None = Field(
         None, description="Input side or [height, width]; default: the model's own (fixed) input size."
