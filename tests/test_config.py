@@ -416,7 +416,7 @@ def test_cli_config_check_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("storeedge: ")
+    assert err.startswith("storeedge config check: ")
     assert f"{path}: broker.inflite (line 5): unknown key" in err
 
 
