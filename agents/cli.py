@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = config_sub.add_parser("check", help="validate a gateway config file")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--root", type=Path, help="check the files the config names under this folder (a staged image or tree)"
+    )
 
     commands.add_parser("flash", help="installer tool: provision gateways, flash tag boards (see flash --help)")
     doctor = commands.add_parser("doctor", help="check this gateway and say how to fix what is wrong")
@@ -450,7 +453,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from agents.preflight import check_paths
 
     config = load_config(args.file)
-    problems = check_paths(config, yaml_text=args.file.read_text(encoding="utf-8"))
+    problems = check_paths(config, yaml_text=args.file.read_text(encoding="utf-8"), root=args.root)
     for problem in problems:
         print(f"{args.file}: {problem.severity}: {problem}", file=sys.stderr)
     missing = sum(problem.is_error for problem in problems)
@@ -638,7 +641,8 @@ def _bench_footfall(args: argparse.Namespace) -> int:
                 threads=args.threads,
                 hysteresis_px=args.hysteresis,
                 visit_window_s=args.visit_window,
-            )
+            ),
+            progress=_progress_printer(),
         )
     except (ValueError, OSError, SourceError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc

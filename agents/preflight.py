@@ -70,21 +70,25 @@ class PathProblem:
         return f"{self.field}{where}: {self.message}: {self.path}"
 
 
-def check_paths(config: GatewayConfig, *, yaml_text: str | None = None) -> list[PathProblem]:
+def check_paths(
+    config: GatewayConfig, *, yaml_text: str | None = None, root: Path | None = None
+) -> list[PathProblem]:
     """Every file or device named by ``config`` that is not there, errors first.
 
     ``yaml_text`` is the file ``config`` was loaded from; with it each problem carries its 1-based line.
+    ``root`` checks absolute paths as seen from a staged tree (an image or a gateway provisioned into a
+    folder, whose config names ``/etc/storeedge/...``).
     """
-    root = _compose(yaml_text)
+    document = _compose(yaml_text)
     problems = []
     for named in _named_inputs(config):
         path = named.path or named.named
-        message = _missing(path, named.expect)
+        message = _missing(path, named.expect, root)
         if message is not None:
             severity: Severity = "error" if named.expect == "file" else "warning"
             field = ".".join(str(step) for step in named.loc)
             shown = named.named if named.path is None else f"{named.named} ({named.path})"
-            problems.append(PathProblem(field, shown, message, severity, _line_of(root, named.loc)))
+            problems.append(PathProblem(field, shown, message, severity, _line_of(document, named.loc)))
     return sorted(problems, key=lambda problem: not problem.is_error)
 
 
@@ -119,9 +123,11 @@ def _named_inputs(config: GatewayConfig) -> Iterator[_Input]:
             yield _Input(("tags", "templates", name), str(template), "file")
 
 
-def _missing(path: str, expect: _Expect) -> str | None:
+def _missing(path: str, expect: _Expect, root: Path | None = None) -> str | None:
     """Why ``path`` cannot serve as ``expect``, or None when it can."""
     target = Path(path).expanduser()
+    if root is not None and target.is_absolute():
+        target = root / target.relative_to(target.anchor)
     if expect == "device":
         return None if target.exists() else "device not present (fine if it is plugged in later)"
     if target.is_file():

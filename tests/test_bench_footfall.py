@@ -83,3 +83,37 @@ def test_degenerate_line_is_refused() -> None:
     done = bench("--dets", "x.txt", "--line", "5,5,5,5")
     assert done.returncode == 2
     assert "two points must differ" in done.stderr
+
+
+def walker_detections(path: Path) -> Path:
+    """MOT detections of one person walking left to right across x=300 (no footage needed)."""
+    rows = [f"{frame},-1,{100 + 10 * frame},200,40,100,0.9,-1,-1,-1" for frame in range(1, 41)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_without_the_bench_extra_the_baseline_is_skipped_and_ours_still_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.bench.footfall import FootfallBenchOptions, run_footfall_bench
+
+    monkeypatch.setitem(sys.modules, "supervision", None)  # as on a plain `pip install storeedge`
+    lines: list[str] = []
+    result = run_footfall_bench(
+        FootfallBenchOptions(line=(300, 0, 300, 600), dets=walker_detections(tmp_path / "det.txt"), fps=10),
+        progress=lines.append,
+    )
+    assert result["visits"] == {"a_to_b": 1, "b_to_a": 0} or result["visits"] == {"a_to_b": 0, "b_to_a": 1}
+    assert "supervision is not installed" in result["baseline"]["skipped"]
+    assert "storeedge[bench]" in result["baseline"]["skipped"]
+    assert lines, "progress lines for a long run"
+
+
+def test_with_the_bench_extra_the_baseline_runs_on_the_same_detections(tmp_path: Path) -> None:
+    from agents.bench.footfall import FootfallBenchOptions, run_footfall_bench
+
+    result = run_footfall_bench(
+        FootfallBenchOptions(line=(300, 0, 300, 600), dets=walker_detections(tmp_path / "det.txt"), fps=10)
+    )
+    assert "skipped" not in result["baseline"]
+    assert sum(result["baseline"]["visits"].values()) == sum(result["visits"].values()) == 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from sim.broker import free_port
 from tests.brokers import Mosquitto
@@ -51,7 +52,7 @@ def write_config(tmp_path: Path, broker_url: str, **extra: Any) -> Path:
 
 
 def retain(broker: Mosquitto, topic: str, payload: dict[str, Any]) -> None:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-retain")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-retain")
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:

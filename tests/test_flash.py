@@ -122,7 +122,7 @@ def test_gateway_files_have_strict_permissions_and_config_passes_check(
     assert key_pem.decode() not in output and "PRIVATE KEY" not in output, "the key must never be printed"
 
     config_path = target / "etc/storeedge/gateway.yaml"
-    assert storeedge_main(["config", "check", str(config_path)]) == 0
+    assert storeedge_main(["config", "check", str(config_path), "--root", str(target)]) == 0
     assert "OK (store store-7, gateway gw-1" in capsys.readouterr().out
     config = load_config(config_path)
     assert config.broker.tls is not None
@@ -307,7 +307,7 @@ async def test_provisioned_gateway_connects_to_mosquitto_with_its_new_certificat
         ]
         assert flash_main(args) == 0
         config_path = target / "etc/storeedge/gateway.yaml"
-        assert storeedge_main(["config", "check", str(config_path)]) == 0
+        assert storeedge_main(["config", "check", str(config_path), "--root", str(target)]) == 0
         # The config names the gateway's own paths (/etc/storeedge/tls/...): read them from the target tree, and
         # keep state in the test's folder; everything else is the provisioned config as written.
         tls = yaml.safe_load(config_path.read_text())["broker"]["tls"]

@@ -169,7 +169,9 @@ async def test_gateway_heartbeats_reach_sink_over_mutual_tls(
             sink.session.request_stop()
             await sink_task
         report = sink.store.report()
-        assert report["status"][GATEWAY_ID] == {"online": False, "reason": "shutdown"}
+        status = report["status"][GATEWAY_ID]
+        assert status == {"online": False, "reason": "shutdown", "since": status["since"]}
+        assert abs(status["since"] - time.time()) < 60
         assert report["missing"] == 0 and report["duplicates"] == 0
         assert report["streams"][f"{GATEWAY_ID}/heartbeat"]["missing"] == 0
         assert gateway.outbox is not None and gateway.outbox.stats.backlog_messages == 0

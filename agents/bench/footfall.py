@@ -21,11 +21,11 @@ baseline: distinct tracker ids that crossed, which is what its users can report)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.footfall.baseline import SupervisionBaseline
 from agents.footfall.counting import CounterConfig, FootfallCounter, LineConfig
 from agents.footfall.detectors import SHIPPED_YOLOX_MODEL, build_detector
 from agents.footfall.mot import read_mot_detections, read_mot_ground_truth, score_tracks
@@ -117,7 +117,15 @@ def bench_model(options: FootfallBenchOptions) -> tuple[Path, str]:
     return SHIPPED_YOLOX_MODEL, "yolox"
 
 
-def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
+def run_footfall_bench(
+    options: FootfallBenchOptions, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; ``progress`` gets a line now and then (a long video takes a while on a Pi)."""
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     if options.video is None and options.dets is None:
         raise ValueError("give --video (detected with --model, default the shipped YOLOX-Nano) or --dets")
     x1, y1, x2, y2 = options.line
@@ -152,6 +160,7 @@ def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
             config["score_threshold"] = options.score_threshold
         detector = build_detector(config)
         detector_name = detector.name
+        say(f"detecting people in {options.video} with {detector_name}")
         source = FrameSource(SourceConfig(url=str(options.video)))
         started = time.perf_counter()
         frames = iter(source)
@@ -165,6 +174,8 @@ def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
             cached.append(detections)
             fps = options.fps or source.stats.native_fps or fps
             our_tracks[frame.index + 1] = ours.step(detections, frame.index / fps)
+            if len(cached) % 250 == 0:
+                say(f"{len(cached)} frames decoded, detected, tracked and counted")
         end_to_end_s = time.perf_counter() - started
         # Decode + detect share of the run, without our tracking and counting, for the baseline's figure.
         track_only_s = _replay_seconds(lambda: _OurPipeline(options).step, cached, fps)
@@ -172,30 +183,17 @@ def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
 
     n = len(cached)
     counts, visits = ours.results()
-
-    baseline = SupervisionBaseline((x1, y1), (x2, y2), frame_rate=fps)
-    baseline_tracks: dict[int, Tracks] = {}
-    started = time.perf_counter()
-    for index, detections in enumerate(cached):
-        baseline_tracks[index + 1] = baseline.update(detections)
-    baseline_track_s = time.perf_counter() - started
-
-    def baseline_step() -> Any:
-        peer = SupervisionBaseline((x1, y1), (x2, y2), frame_rate=fps)
-        return lambda detections, _t: peer.update(detections)
-
+    say(f"{n} frames done; measuring tracker speed")
     our_tracker_fps = _tracker_fps(lambda: _OurPipeline(options).step, cached, fps, options.min_seconds)
-    baseline_tracker_fps = _tracker_fps(baseline_step, cached, fps, options.min_seconds)
 
     ours_scores: dict[str, Any] = {"mota": None, "idf1": None, "id_switches": None}
-    baseline_scores: dict[str, Any] = dict(ours_scores)
-    if options.gt is not None:
-        gt = read_mot_ground_truth(options.gt)
-        for target, tracks in ((ours_scores, our_tracks), (baseline_scores, baseline_tracks)):
-            scores = score_tracks(gt, tracks)
-            target.update(mota=round(scores.mota, 2), idf1=round(scores.idf1, 2), id_switches=scores.id_switches)
+    gt = read_mot_ground_truth(options.gt) if options.gt is not None else None
+    if gt is not None:
+        _score_into(ours_scores, gt, our_tracks)
 
     has_detector = options.dets is None
+    say("running the baseline on the same detections")
+    baseline = _run_baseline(options, cached, fps, gt, decode_detect_s, detect_s if has_detector else None)
     return {
         "benchmark": "footfall",
         "video": None if options.video is None else str(options.video),
@@ -210,16 +208,60 @@ def run_footfall_bench(options: FootfallBenchOptions) -> dict[str, Any]:
             "detector_only": round(n / detect_s, 2) if has_detector and detect_s else None,
             "tracker": round(our_tracker_fps, 1),
         },
-        "baseline": {
-            "name": "trackers.ByteTrackTracker + supervision.LineZone(BOTTOM_CENTER)",
-            "counts": dict(baseline.events),
-            "visits": baseline.visits,
-            **baseline_scores,
-            "fps": {
-                "end_to_end": round(n / (decode_detect_s + baseline_track_s), 2) if has_detector else None,
-                "detector_only": round(n / detect_s, 2) if has_detector and detect_s else None,
-                "tracker": round(baseline_tracker_fps, 1),
-            },
+        "baseline": baseline,
+    }
+
+
+BASELINE_NAME = "trackers.ByteTrackTracker + supervision.LineZone(BOTTOM_CENTER)"
+
+
+def _score_into(target: dict[str, Any], gt: Any, tracks: dict[int, Tracks]) -> None:
+    scores = score_tracks(gt, tracks)
+    target.update(mota=round(scores.mota, 2), idf1=round(scores.idf1, 2), id_switches=scores.id_switches)
+
+
+def _run_baseline(
+    options: FootfallBenchOptions,
+    cached: list[Detections],
+    fps: float,
+    gt: Any,
+    decode_detect_s: float,
+    detect_s: float | None,
+) -> dict[str, Any]:
+    """The peer pipeline on our cached detections; ``skipped`` with the reason when its packages are absent
+    (they are the ``bench`` extra: a plain install still counts, it only has nothing to compare with)."""
+    try:
+        from agents.footfall.baseline import SupervisionBaseline
+
+        x1, y1, x2, y2 = options.line
+        baseline = SupervisionBaseline((x1, y1), (x2, y2), frame_rate=fps)
+    except ImportError as exc:
+        reason = f"{exc.name or exc} is not installed: pip install 'storeedge[bench]'"
+        return {"name": BASELINE_NAME, "skipped": reason}
+    n = len(cached)
+    baseline_tracks: dict[int, Tracks] = {}
+    started = time.perf_counter()
+    for index, detections in enumerate(cached):
+        baseline_tracks[index + 1] = baseline.update(detections)
+    baseline_track_s = time.perf_counter() - started
+
+    def baseline_step() -> Any:
+        peer = SupervisionBaseline((x1, y1), (x2, y2), frame_rate=fps)
+        return lambda detections, _t: peer.update(detections)
+
+    baseline_tracker_fps = _tracker_fps(baseline_step, cached, fps, options.min_seconds)
+    scores: dict[str, Any] = {"mota": None, "idf1": None, "id_switches": None}
+    if gt is not None:
+        _score_into(scores, gt, baseline_tracks)
+    return {
+        "name": BASELINE_NAME,
+        "counts": dict(baseline.events),
+        "visits": baseline.visits,
+        **scores,
+        "fps": {
+            "end_to_end": round(n / (decode_detect_s + baseline_track_s), 2) if detect_s is not None else None,
+            "detector_only": round(n / detect_s, 2) if detect_s else None,
+            "tracker": round(baseline_tracker_fps, 1),
         },
     }
 
