@@ -310,8 +310,9 @@ def _first_leaf(exc: BaseException) -> BaseException:
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agents.core.config import load_config, redact_url
+    from agents.core.config import load_config
     from agents.core.runtime import Gateway, run_until_signalled
+    from agents.core.urls import redact_url
     from agents.preflight import check_paths
 
     _setup_logging(args.verbose)
@@ -449,7 +450,8 @@ def _cmd_counts(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     """Exit 0 when valid (devices not plugged in yet are warnings), 2 when invalid or a named file is missing."""
-    from agents.core.config import load_config, redact_url
+    from agents.core.config import load_config
+    from agents.core.urls import redact_url
     from agents.preflight import check_paths
 
     config = load_config(args.file)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from agents.core.config import GatewayConfig, load_config
 from agents.core.errors import ConfigError
+from agents.core.urls import redact_url
 
 __all__ = ["CheckResult", "Doctor", "exit_code", "redact_text", "write_bundle"]
 
@@ -449,7 +450,7 @@ class Doctor:
                 name,
                 f"camera {camera.name}: {exc}",
                 f"check cameras[{index}].source.url "
-                f"({camera.source.url}): cable, power, address, credentials, or the file path",
+                f"({redact_url(camera.source.url)}): cable, power, address, credentials, or the file path",
             )
         summary = f"{probe['width']}x{probe['height']}, native {probe['native_fps']} fps, read {probe['read_fps']} fps"
         return ok(name, summary, **probe)

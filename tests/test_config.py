@@ -26,9 +26,9 @@ from agents.core.config import (
     OutboxSync,
     load_config,
     parse_config,
-    redact_url,
 )
 from agents.core.errors import ConfigError
+from agents.core.urls import redact_url
 from agents.preflight import check_paths
 
 MINIMAL = """\

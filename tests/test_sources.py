@@ -73,7 +73,8 @@ def test_source_kinds_and_invalid_urls() -> None:
 
 def test_dead_live_source_keeps_retrying_until_closed() -> None:
     # An RTSP URL on a closed loopback port: every open fails at once.
-    source = FrameSource(SourceConfig(url="rtsp://127.0.0.1:9/none", reconnect_min_s=0.05, reconnect_max_s=0.1))
+    url = "rtsp://admin:s3cret@127.0.0.1:9/none"
+    source = FrameSource(SourceConfig(url=url, reconnect_min_s=0.05, reconnect_max_s=0.1))
     received: list[int] = []
     worker = threading.Thread(target=lambda: received.extend(f.index for f in source), name="test-live-source")
     worker.start()
@@ -81,7 +82,8 @@ def test_dead_live_source_keeps_retrying_until_closed() -> None:
     while source.stats.reconnects < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert source.stats.state == "reconnecting"
-    assert "cannot open stream source" in (source.stats.last_error or "")
+    assert "cannot open stream source rtsp://admin:***@127.0.0.1:9/none" in (source.stats.last_error or "")
+    assert "s3cret" not in (source.stats.last_error or "")  # health and logs carry this text
     assert source.stats.downtime_s > 0
     source.close()
     worker.join(10)

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.core.backoff import Backoff
+from agents.core.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def source_kind(url: str) -> SourceKind:
     if url.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return "stream"
     if "://" in url:
-        raise ValueError(f"unsupported source scheme in {url!r}; use a file path, usb:N, rtsp:// or http(s)://")
+        scheme = url.partition("://")[0]
+        raise ValueError(f"unsupported source scheme {scheme!r}; use a file path, usb:N, rtsp:// or http(s)://")
     if not url:
         raise ValueError("source url is empty")
     return "file"
@@ -134,6 +136,8 @@ class FrameSource:
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
         self.kind = source_kind(config.url)
+        # Camera URLs often carry a password (rtsp://admin:secret@...): every message shows this form only.
+        self.display_url = redact_url(config.url) if "://" in config.url else config.url
         self.stats = SourceStats()
         self._closed = threading.Event()
         self._capture: cv2.VideoCapture | None = None
@@ -168,7 +172,7 @@ class FrameSource:
             )
         if not capture.isOpened():
             capture.release()
-            raise OSError(f"cannot open {self.kind} source {url}")
+            raise OSError(f"cannot open {self.kind} source {self.display_url}")
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.stats.native_fps = round(fps, 3) if fps and fps > 0 else None
         self.stats.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) or None
@@ -191,7 +195,7 @@ class FrameSource:
         finally:
             capture.release()
         if read == 0:
-            raise SourceError(f"{self.kind} source {self.config.url} opened but delivered no frame")
+            raise SourceError(f"{self.kind} source {self.display_url} opened but delivered no frame")
         return {
             "width": self.stats.width,
             "height": self.stats.height,
@@ -272,7 +276,7 @@ class FrameSource:
                 self._capture = None
                 if self._down_since is None:
                     self._down_since = time.monotonic()
-                self._wait_before_retry(f"{self.kind} source {self.config.url} stopped delivering frames")
+                self._wait_before_retry(f"{self.kind} source {self.display_url} stopped delivering frames")
                 continue
             if self._down_since is not None:
                 self._account_downtime()
