@@ -48,7 +48,8 @@ async def test_gateway_traffic_reaches_sink_exactly_once(
         report = sink.store.report()
         assert report["streams"]["gw-1/load/0"] == {"received": 150, "max_stream_seq": 150, "missing": 0}
         assert report["out_of_order"] == 0
-        assert report["status"]["gw-1"] == {"online": False, "reason": "shutdown"}
+        status = report["status"]["gw-1"]
+        assert status == {"online": False, "reason": "shutdown", "since": status["since"]}
         assert gateway.outbox is not None and gateway.outbox.stats.backlog_messages == 0
         health = json.loads(config.health_path.read_text())
         assert set(health["agents"]) == {"uplink", "commands", "heartbeat", "loadgen"}
