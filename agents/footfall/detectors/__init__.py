@@ -116,7 +116,7 @@ PAD_VALUE = 114
 YOLO_STRIDES = (8, 16, 32)
 """Strides of the three detection heads of YOLOX and YOLOv8 (P3, P4, P5)."""
 
-SHIPPED_YOLOX_MODEL = Path(__file__).resolve().with_name("models") / "yolox_nano.onnx"
+SHIPPED_YOLOX_MODEL = Path(__file__).resolve().parent.with_name("models") / "yolox_nano.onnx"
 """YOLOX-Nano shipped as package data (source, licence and sha256 in ``models/README.md``): the default model."""
 
 _PRE_NMS_TOPK = 1000
