@@ -53,7 +53,7 @@ PRODUCERS = {
     "agents/heartbeat.py": {"heartbeat", "health"},
     "agents/uplink/commands.py": {"cmd/result"},
     "agents/footfall/agent.py": {"counts/<camera>"},
-    "agents/tags/service.py": {"tags/state"},
+    "agents/tags/service/agent.py": {"tags/state"},
     "sim/loadgen.py": {"load/<n>"},
 }
 NOT_GATEWAY_STREAMS = {"agents/bench/uplink.py"}

@@ -70,7 +70,7 @@ from agents.tags.store import TagRecord, TagState, TagStore
 from agents.tags.transport import TagRefusedError, TagTransport, TagTransportError
 from agents.uplink.outbox import Outbox
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import BasicState, EslAddress, LedControl, LedState, Ping, ReadSensorData, SensorValue
+from protocols.esl import BasicState, EslAddress, LedControl, LedState, Ping, ReadSensorData, SensorValue
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_RUNTIME_SCRIPT = Path(__file__).resolve().with_name("board_runtime.mjs")
+_RUNTIME_SCRIPT = Path(__file__).resolve().parents[1] / "board_runtime.mjs"
 
 BANNER_MACHINE = "storeedge virtual board with webassembly"
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"

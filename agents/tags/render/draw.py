@@ -66,7 +66,7 @@ __all__ = [
     "render_label",
 ]
 
-DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("templates") / "price-label.yaml"
+DEFAULT_TEMPLATE_PATH = Path(__file__).parents[1] / "templates" / "price-label.yaml"
 _DEJAVU_MONO = Path(barcode.__file__).parent / "fonts" / "DejaVuSansMono.ttf"
 _ELLIPSIS = "\u2026"
 
