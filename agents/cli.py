@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim_board = sim_sub.add_parser("board", help="serve a virtual MicroPython board on a pty until stopped")
     sim_board.add_argument("--link", required=True, help="symlink to create for the board's serial port")
     sim_board.add_argument("--state-dir", help="keep the board's filesystem here (default: a temporary folder)")
+    sim_gateway = sim_sub.add_parser(
+        "gateway", help="run a real gateway from its config, with synthetic load from the simulator (soak tests)"
+    )
+    sim_gateway.add_argument("--config", "-c", type=Path, required=True, help="gateway YAML file")
+    sim_gateway.add_argument(
+        "--load", help="synthetic uplink load: streams=N,rate_per_s=R[,messages=M][,payload_bytes=B]"
+    )
 
     bench = commands.add_parser("bench", help="benchmarks (print JSON)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="SUBCOMMAND")
@@ -310,9 +317,9 @@ def _first_leaf(exc: BaseException) -> BaseException:
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agents.core.config import load_config
-    from agents.core.runtime import Gateway, run_until_signalled
     from agents.core.urls import redact_url
+    from agents.gateway.config import load_config
+    from agents.gateway.runtime import Gateway, run_until_signalled
     from agents.preflight import check_paths
 
     _setup_logging(args.verbose)
@@ -362,8 +369,8 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from agents.core.config import load_config
     from agents.field import call_gateway, tag_rows
+    from agents.gateway.config import load_config
 
     _setup_logging(args.verbose, default=logging.ERROR)
     config = load_config(args.config)
@@ -413,8 +420,8 @@ def _cmd_counts(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from agents.core.config import load_config
     from agents.field import follow_streams
+    from agents.gateway.config import load_config
 
     _setup_logging(args.verbose, default=logging.ERROR)
     config = load_config(args.config)
@@ -450,8 +457,8 @@ def _cmd_counts(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     """Exit 0 when valid (devices not plugged in yet are warnings), 2 when invalid or a named file is missing."""
-    from agents.core.config import load_config
     from agents.core.urls import redact_url
+    from agents.gateway.config import load_config
     from agents.preflight import check_paths
 
     config = load_config(args.file)
@@ -530,6 +537,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             return main_board(args.link, args.state_dir)
         except BoardRuntimeError as exc:
             raise CliError(str(exc)) from exc
+    if args.sim_command == "gateway":
+        return _sim_gateway(args)
     if args.sim_command == "list":
         for name in sorted(builtin_scenarios()):
             scenario = load_scenario(name)
@@ -556,6 +565,23 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     # lost messages, tags left unapplied, agents that crashed: each is listed in the report and the summary
     return EXIT_FAIL if report["failures"] else EXIT_OK
+
+
+def _sim_gateway(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agents.gateway.config import load_config
+    from agents.gateway.runtime import Gateway, run_until_signalled
+    from sim.loadgen import loadgen_agents, parse_load_spec
+
+    _setup_logging(args.verbose)
+    try:
+        load = parse_load_spec(args.load) if args.load else None
+    except ValueError as exc:
+        raise CliError(f"--load: {exc}", EXIT_USAGE) from exc
+    config = load_config(args.config)
+    asyncio.run(run_until_signalled(Gateway(config, extra_agents=loadgen_agents(load))))
+    return EXIT_OK
 
 
 def _cmd_label(args: argparse.Namespace) -> int:

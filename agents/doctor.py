@@ -34,9 +34,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.core.config import GatewayConfig, load_config
 from agents.core.errors import ConfigError
 from agents.core.urls import redact_url
+from agents.gateway.config import GatewayConfig, load_config
 
 __all__ = ["CheckResult", "Doctor", "exit_code", "redact_text", "write_bundle"]
 
@@ -542,7 +542,7 @@ class Doctor:
     async def _ping_bus(self, bus: Any) -> CheckResult:
         from agents.tags.serial_transport import SerialTagTransport
         from agents.tags.transport import TagTransportError
-        from protocols.esl_ecp import Ping
+        from protocols.esl import Ping
 
         name = f"serial:{bus.name}"
         addresses = [address for tag_range in bus.tags for address in tag_range.expand()]

@@ -22,9 +22,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from agents.core.config import GatewayConfig
 from agents.core.errors import StoreedgeError
 from agents.core.urls import redact_url
+from agents.gateway.config import GatewayConfig
 from agents.uplink.mqtt_session import MqttSession, SessionOptions, build_tls_context, password_from
 from protocols.mqtt_v1 import COMMAND_RESULT, GatewayTopics, decode_envelope
 

@@ -30,8 +30,8 @@ from typing import Literal
 
 import yaml
 
-from agents.core.config import GatewayConfig
 from agents.footfall.sources import source_kind
+from agents.gateway.config import GatewayConfig
 from agents.tags.config import SerialBusConfig
 
 __all__ = ["PathProblem", "Severity", "check_paths"]

@@ -38,12 +38,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from agents.cloud.sink import CloudSink
-from agents.core.config import BrokerUrl, GatewayConfig
+from agents.core.config import BrokerUrl
 from agents.core.errors import ConfigError, StoreedgeError
-from agents.core.runtime import Gateway
+from agents.gateway.config import GatewayConfig
+from agents.gateway.runtime import Gateway
 from agents.preflight import check_paths
 from protocols.mqtt_v1 import GatewayTopics
 from sim.broker import EmbeddedBroker
+from sim.loadgen import LoadgenConfig, loadgen_agents
 from sim.tag_fleet import TagFleet, TagsScenario
 
 BROKER_PROBE_TIMEOUT_S = 3.0
@@ -69,6 +71,7 @@ class Scenario(BaseModel):
         default_factory=dict, description="camera -> line -> expected totals (events_/visits_a_to_b/b_to_a)."
     )
     tags: TagsScenario | None = Field(None, description="Simulated serial tag buses and a price batch.")
+    loadgen: LoadgenConfig | None = Field(None, description="Synthetic uplink traffic generated beside the gateway.")
 
 
 def builtin_scenarios() -> dict[str, str]:
@@ -261,7 +264,7 @@ async def run_scenario(
             config = gateway_config(scenario, broker_url, root / "gateway", extra)
             topics = GatewayTopics(config.store_id, config.gateway_id)
             sink = CloudSink(broker_url, root / "cloud.sqlite3", client_id=f"storeedge-sim-sink-{uuid.uuid4().hex[:8]}")
-            gateway = Gateway(config)
+            gateway = Gateway(config, extra_agents=loadgen_agents(scenario.loadgen))
             stop = asyncio.Event()
             started = time.monotonic()
             tag_errors: list[str] = []

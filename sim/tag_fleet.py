@@ -27,11 +27,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.cloud.sink import CloudSink
-from agents.core.runtime import Gateway
+from agents.gateway.runtime import Gateway
 from agents.tags.encoding import decode_framebuffer
 from agents.tags.panels import panel_by_name
 from agents.tags.render import LabelImage, render_label
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
 from protocols.mqtt_v1 import GatewayTopics
 from sim.ble import EmulatedEslTag, TagFaults, TagProfile, VirtualRadio, use_radio
 from sim.serial_tags import FaultConfig, SimulatedSerialBus

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from agents.core.config import BrokerUrl, GatewayConfig
+from agents.core.config import BrokerUrl
+from agents.gateway.config import GatewayConfig
 from sim.broker import EmbeddedBroker
 from tests.brokers import Mosquitto
 

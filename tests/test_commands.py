@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict
 
 from agents.core.config import BrokerUrl
-from agents.core.runtime import Gateway
 from agents.core.supervisor import Agent
+from agents.gateway.runtime import Gateway
 from agents.uplink.commands import CommandAgent, NoArgs
 from protocols.errors import ProtocolError
 from protocols.mqtt_v1 import COMMAND_RESULT, HEARTBEAT, CommandResult, GatewayTopics, decode_envelope

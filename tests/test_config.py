@@ -21,14 +21,12 @@ from agents.cli import main
 from agents.core.config import (
     BrokerUrl,
     DropPolicy,
-    GatewayConfig,
     MqttProtocol,
     OutboxSync,
-    load_config,
-    parse_config,
 )
 from agents.core.errors import ConfigError
 from agents.core.urls import redact_url
+from agents.gateway.config import GatewayConfig, load_config, parse_config
 from agents.preflight import check_paths
 
 MINIMAL = """\
@@ -94,7 +92,12 @@ def test_minimal_config_defaults() -> None:
     assert config.heartbeat.interval_s == 30.0
     assert config.heartbeat.health_interval_s == 60.0
     assert int(config.commands.max_bytes) == 64 * 1024
-    assert config.loadgen is None
+    assert "loadgen" not in GatewayConfig.model_fields  # the simulator's setting (sim.loadgen), not a gateway's
+
+
+def test_the_simulators_load_is_not_a_gateway_setting() -> None:
+    err = config_error(MINIMAL + "loadgen: {streams: 1}\n")
+    assert "loadgen (line 5): unknown key" in str(err)
 
 
 def test_empty_document_reports_missing_required_fields() -> None:

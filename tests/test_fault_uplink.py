@@ -1,7 +1,8 @@
 """Fault test (issue 2, acceptance 2): nothing lost, nothing doubled, order kept, under abuse.
 
-A gateway *process* (``storeedge run``) generates 10,000 messages on four streams at 700 msg/s. While it
-runs, mosquitto is restarted twice and the gateway is SIGKILLed at three random moments and restarted.
+A gateway *process* (``storeedge sim gateway``: the production runtime plus the simulator's load) generates
+10,000 messages on four streams at 700 msg/s. While it runs, mosquitto is restarted twice and the gateway is
+SIGKILLed at three random moments and restarted.
 The cloud sink must end up holding all 10,000 exactly once after de-duplication, each stream complete
 and in order of first arrival. The random schedule is seeded; the seed is printed so a failure can be
 replayed with ``STOREEDGE_FAULT_SEED``.
@@ -29,6 +30,7 @@ from tests.conftest import wait_for
 MESSAGES = 10_000
 STREAMS = 4
 RATE = 700.0
+LOAD = f"streams={STREAMS},rate_per_s={RATE},messages={MESSAGES},payload_bytes=32"
 
 
 def _gateway_yaml(tmp_path: Path, broker: Mosquitto) -> Path:
@@ -39,7 +41,6 @@ def _gateway_yaml(tmp_path: Path, broker: Mosquitto) -> Path:
         "broker": {"url": str(broker.url), "reconnect": {"min_delay_s": 0.1, "max_delay_s": 0.5}},
         "heartbeat": {"interval_s": 1, "health_interval_s": 5},
         "runtime": {"restart_min_delay_s": 0.1, "restart_max_delay_s": 1, "health_file_interval_s": 0.2},
-        "loadgen": {"streams": STREAMS, "rate_per_s": RATE, "messages": MESSAGES, "payload_bytes": 32},
     }
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -55,7 +56,7 @@ class GatewayProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "agents.cli", "sim", "gateway", "--config", str(self.config_path), "--load", LOAD],
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

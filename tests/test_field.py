@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from agents.core.config import load_config
-from agents.core.runtime import Gateway
-from protocols.esl_ecp import EslAddress
+from agents.gateway.config import load_config
+from agents.gateway.runtime import Gateway
+from protocols.esl import EslAddress
 from sim.serial_tags import SimulatedSerialBus
 from tests.brokers import Mosquitto
 from tests.conftest import wait_for

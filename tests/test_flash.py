@@ -32,8 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
 from agents.cli import main as storeedge_main
-from agents.core.config import load_config
-from agents.core.runtime import Gateway
+from agents.gateway.config import load_config
+from agents.gateway.runtime import Gateway
 from agents.provision.cli import main as flash_main
 from agents.provision.errors import ProvisionInputError, RemoteExecError
 from agents.provision.esp32 import esptool_arguments

@@ -11,8 +11,8 @@ import pytest
 
 from agents.cloud.sink import CloudSink
 from agents.core.errors import ConfigError
-from agents.core.runtime import Gateway
 from agents.footfall.sources import FrameSource, SourceConfig
+from agents.gateway.runtime import Gateway
 from tests.brokers import Mosquitto
 from tests.conftest import gateway_config, wait_for
 
@@ -98,7 +98,7 @@ def test_invalid_camera_config_names_the_field(tmp_path: Path, shared_data: Path
 
 
 def test_invalid_camera_yaml_names_field_and_line(tmp_path: Path) -> None:
-    from agents.core.config import parse_config
+    from agents.gateway.config import parse_config
 
     text = """store_id: s1
 gateway_id: g1
@@ -114,7 +114,7 @@ cameras:
 
 
 def test_detector_field_error_points_at_its_line() -> None:
-    from agents.core.config import parse_config
+    from agents.gateway.config import parse_config
 
     text = """store_id: s1
 gateway_id: g1

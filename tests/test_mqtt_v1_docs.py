@@ -29,12 +29,13 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from agents.core.config import CommandsConfig, GatewayConfig, HeartbeatConfig
+from agents.core.config import CommandsConfig, HeartbeatConfig
 from agents.core.supervisor import Agent, Supervisor
 from agents.footfall.agent import FootfallAgent, run_pipeline
 from agents.footfall.config import CameraConfig
 from agents.footfall.sources import Frame, SourceStats
 from agents.footfall.types import Detections
+from agents.gateway.config import GatewayConfig
 from agents.heartbeat import HeartbeatAgent
 from agents.tags.config import TagsConfig
 from agents.tags.service import RESULTS_STREAM, TagServiceAgent
@@ -262,8 +263,8 @@ async def test_heartbeat_and_health_fields(documented_streams: dict[str, str]) -
     sent = dict(outbox.items)
     assert _table_fields(documented_streams["heartbeat"]) == set(sent[mqtt_v1.HEARTBEAT])
     assert _table_fields(documented_streams["health"]) == set(sent[mqtt_v1.HEALTH])
-    # the runtime's additions are the ones the document lists (agents.core.runtime.Gateway._runtime_health)
-    runtime = (ROOT / "agents/core/runtime.py").read_text(encoding="utf-8")
+    # the runtime's additions are the ones the document lists (agents.gateway.runtime.Gateway._runtime_health)
+    runtime = (ROOT / "agents/gateway/runtime.py").read_text(encoding="utf-8")
     extra = re.search(r"def _runtime_health.*?return \{(.*?)\}", runtime, re.S)
     assert extra is not None
     assert set(re.findall(r'"(\w+)":', extra.group(1))) == {"store_id", "gateway_id", "outbox"}

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.cloud.sink import CloudSink
-from agents.core.runtime import Gateway
+from agents.gateway.runtime import Gateway
 from sim.broker import free_port
+from sim.loadgen import LoadgenConfig, loadgen_agents
 from tests.brokers import Mosquitto
 from tests.conftest import gateway_config, wait_for
 
@@ -20,8 +21,8 @@ from tests.conftest import gateway_config, wait_for
 async def test_unreachable_broker_buffers_then_delivers(tmp_path: Path) -> None:
     port = free_port()
     broker = Mosquitto(tmp_path / "mosquitto", port=port)
-    config = gateway_config(tmp_path, broker.url, loadgen={"streams": 1, "rate_per_s": 50})
-    gateway = Gateway(config)
+    config = gateway_config(tmp_path, broker.url)
+    gateway = Gateway(config, extra_agents=loadgen_agents(LoadgenConfig(streams=1, rate_per_s=50)))
     stop = asyncio.Event()
     sink = CloudSink(broker.url, tmp_path / "cloud.sqlite3")
     try:
@@ -86,21 +87,15 @@ async def test_full_outbox_drops_oldest_and_cloud_gaps_match_counted_drops(tmp_p
     sink = CloudSink(broker.url, tmp_path / "cloud.sqlite3")
     # Subscribe the sink first, then take the broker away from the gateway by pointing it at a port
     # that nothing listens on; afterwards restart the gateway against the real broker.
-    dead = gateway_config(
-        tmp_path,
-        f"mqtt://127.0.0.1:{free_port()}",
-        outbox={"max_bytes": 6000},
-        loadgen={"streams": 1, "rate_per_s": 200, "messages": 300},
-    )
-    live = gateway_config(
-        tmp_path, broker.url, outbox={"max_bytes": 6000}, loadgen={"streams": 1, "rate_per_s": 200, "messages": 300}
-    )
+    dead = gateway_config(tmp_path, f"mqtt://127.0.0.1:{free_port()}", outbox={"max_bytes": 6000})
+    live = gateway_config(tmp_path, broker.url, outbox={"max_bytes": 6000})
+    load = loadgen_agents(LoadgenConfig(streams=1, rate_per_s=200, messages=300))
     try:
         async with asyncio.TaskGroup() as group:
             sink_task = group.create_task(sink.run(), name="test:sink")
             await asyncio.wait_for(sink.session.wait_connected(), 10)
 
-            offline = Gateway(dead)
+            offline = Gateway(dead, extra_agents=load)
             stop = asyncio.Event()
             task = group.create_task(offline.run(stop), name="test:offline-gateway")
             await wait_for(
@@ -114,7 +109,7 @@ async def test_full_outbox_drops_oldest_and_cloud_gaps_match_counted_drops(tmp_p
             stop.set()
             await task
 
-            online = Gateway(live)
+            online = Gateway(live, extra_agents=load)
             stop = asyncio.Event()
             task = group.create_task(online.run(stop), name="test:online-gateway")
             await wait_for(

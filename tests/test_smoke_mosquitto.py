@@ -10,7 +10,8 @@ import pytest
 
 from agents.cloud.sink import CloudSink
 from agents.core.config import MqttProtocol
-from agents.core.runtime import Gateway
+from agents.gateway.runtime import Gateway
+from sim.loadgen import LoadgenConfig, loadgen_agents
 from tests.brokers import Mosquitto
 from tests.conftest import gateway_config, wait_for
 
@@ -23,10 +24,9 @@ async def test_gateway_traffic_reaches_sink_exactly_once(
         tmp_path,
         mosquitto.url,
         broker={"protocol": protocol.value},
-        loadgen={"streams": 2, "rate_per_s": 200, "messages": 300},
     )
     sink = CloudSink(mosquitto.url, tmp_path / "cloud.sqlite3", protocol=protocol)
-    gateway = Gateway(config)
+    gateway = Gateway(config, extra_agents=loadgen_agents(LoadgenConfig(streams=2, rate_per_s=200, messages=300)))
     stop = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as group:

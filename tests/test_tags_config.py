@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.core.config import parse_config
 from agents.core.errors import ConfigError
+from agents.gateway.config import parse_config
 from agents.tags.config import TagsConfig, parse_address
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
 
 HEAD = 'store_id: s\ngateway_id: g\nbroker: {url: "mqtt://localhost"}\n'
 

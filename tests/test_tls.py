@@ -21,8 +21,9 @@ import pytest
 import trustme
 
 from agents.cloud.sink import CloudSink
-from agents.core.config import BrokerUrl, GatewayConfig, MqttProtocol, TlsConfig
-from agents.core.runtime import Gateway
+from agents.core.config import BrokerUrl, MqttProtocol, TlsConfig
+from agents.gateway.config import GatewayConfig
+from agents.gateway.runtime import Gateway
 from agents.uplink.mqtt_session import MqttSession, SessionOptions
 from tests.brokers import Mosquitto, TlsFiles
 from tests.conftest import gateway_config, wait_for

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from agents.core.config import TlsConfig
-from agents.core.runtime import Gateway
+from agents.gateway.runtime import Gateway
 from agents.uplink.mqtt_session import MqttSession, SessionOptions, TlsFileError, build_tls_context
 from sim.broker import free_port
 from tests.conftest import gateway_config, wait_for

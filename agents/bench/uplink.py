@@ -28,7 +28,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agents.core.config import BrokerUrl, GatewayConfig, MqttProtocol
+from agents.core.config import BrokerUrl, MqttProtocol
+from agents.gateway.config import GatewayConfig
 from agents.uplink.link import UplinkAgent, session_options
 from agents.uplink.mqtt_session import build_tls_context
 from agents.uplink.outbox import Outbox

@@ -1,11 +1,12 @@
-"""Gateway configuration: one YAML file per gateway, validated once at start-up.
+"""Configuration primitives: the sections every gateway has, and YAML validation that names lines.
 
-The file is parsed with PyYAML's node API so that every validation error can be reported with the line
-and column it came from: an installer editing ``/etc/storeedge/gateway.yaml`` over SSH gets
+Files are parsed with PyYAML's node API so that every validation error can be reported with the line and
+column it came from: an installer editing ``/etc/storeedge/gateway.yaml`` over SSH gets
 ``broker.url (line 4): ...`` instead of a traceback. Every model forbids unknown keys, so a typo such as
 ``hearbeat:`` fails loudly instead of silently running with defaults.
 
-Later issues add their sections (cameras, tags) as further optional fields of :class:`GatewayConfig`.
+This is the ground floor: it imports nothing from the feature packages. The root model that gathers every
+section (broker, outbox, cameras, tags, ...) is :class:`agents.gateway.config.GatewayConfig`, above them.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.core.errors import ConfigError
-from agents.footfall.config import CameraConfig
-from agents.tags.config import TagsConfig
 
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Store and gateway ids: they become MQTT topic levels and file names, so a safe, short alphabet."""
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
@@ -177,52 +179,6 @@ class RuntimeConfig(StrictModel):
     health_file_interval_s: float = Field(2.0, gt=0)
 
 
-class LoadgenConfig(StrictModel):
-    """Synthetic traffic for soak tests, benchmarks and the simulator (not for production stores)."""
-
-    streams: int = Field(1, ge=1, le=64)
-    rate_per_s: float = Field(10.0, gt=0)
-    messages: int | None = Field(None, ge=1, description="Total messages over all streams; None = unbounded.")
-    payload_bytes: int = Field(64, ge=0, le=65536)
-
-
-class GatewayConfig(StrictModel):
-    """Top-level gateway configuration."""
-
-    store_id: Annotated[str, Field(pattern=_ID_PATTERN)]
-    gateway_id: Annotated[str, Field(pattern=_ID_PATTERN)]
-    state_dir: Path = Path("/var/lib/storeedge")
-    broker: BrokerConfig
-    outbox: OutboxConfig = OutboxConfig()
-    commands: CommandsConfig = CommandsConfig()
-    heartbeat: HeartbeatConfig = HeartbeatConfig()
-    runtime: RuntimeConfig = RuntimeConfig()
-    loadgen: LoadgenConfig | None = None
-    cameras: list[CameraConfig] = Field(default_factory=list, description="Footfall cameras (one agent each).")
-    tags: TagsConfig | None = Field(None, description="E-ink tag buses and the tag service.")
-
-    @field_validator("cameras")
-    @classmethod
-    def _unique_camera_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
-        names = [camera.name for camera in cameras]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
-        return cameras
-
-    @property
-    def outbox_path(self) -> Path:
-        return self.outbox.path or self.state_dir / "outbox.sqlite3"
-
-    @property
-    def health_path(self) -> Path:
-        return self.state_dir / "health.json"
-
-    @property
-    def client_id(self) -> str:
-        return self.broker.client_id or f"storeedge-{self.store_id}-{self.gateway_id}"
-
-
 def _node_at(
     root: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False
 ) -> tuple[yaml.Node | None, tuple[int | str, ...]]:
@@ -269,8 +225,13 @@ def _describe(errors: list[Any], root: yaml.Node | None, source: str) -> list[st
     return problems
 
 
-def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] | None = None) -> GatewayConfig:
-    """Validate YAML ``text``; raise :class:`ConfigError` naming each bad field and its line."""
+def validate_yaml(
+    model: type[ModelT], text: str, source: str = "<config>", overrides: dict[str, Any] | None = None
+) -> ModelT:
+    """Validate YAML ``text`` as ``model``; raise :class:`ConfigError` naming each bad field and its line.
+
+    ``overrides`` are laid over the parsed mapping first (see :func:`deep_merge`).
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text) if root is not None else None
@@ -283,20 +244,18 @@ def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] 
     if overrides:
         data = deep_merge(data, overrides)
     try:
-        return GatewayConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = _describe(exc.errors(), root, source)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems) from exc
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
-    """Read and validate a gateway configuration file."""
-    path = Path(path)
+def read_config_text(path: str | Path) -> str:
+    """The text of a configuration file, or a :class:`ConfigError` naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    return parse_config(text, source=str(path), overrides=overrides)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives import serialization
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 
-from agents.core.config import GatewayConfig, deep_merge, parse_config
+from agents.core.config import deep_merge
 from agents.core.errors import ConfigError
+from agents.gateway.config import GatewayConfig, parse_config
 from agents.provision import identity
 from agents.provision.errors import ProvisionError, ProvisionInputError
 

@@ -21,12 +21,12 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 
 from agents import __version__
-from agents.core.config import GatewayConfig
+from agents.core.config import BrokerConfig
 from agents.core.supervisor import Agent
 from agents.uplink.mqtt_session import MqttSession, SessionOptions, Will, password_from
 from agents.uplink.outbox import Outbox
@@ -38,7 +38,21 @@ CommandSink = Callable[[bytes, Callable[[], None]], None]
 """Receives a raw command payload and a callback that sends its PUBACK once the command is recorded."""
 
 
-def session_options(config: GatewayConfig, topics: GatewayTopics) -> SessionOptions:
+class UplinkSettings(Protocol):
+    """What the uplink needs of the gateway's configuration (``agents.gateway.config.GatewayConfig`` has it;
+    the uplink stays below the gateway's assembly and does not import it)."""
+
+    @property
+    def store_id(self) -> str: ...
+    @property
+    def gateway_id(self) -> str: ...
+    @property
+    def broker(self) -> BrokerConfig: ...
+    @property
+    def client_id(self) -> str: ...
+
+
+def session_options(config: UplinkSettings, topics: GatewayTopics) -> SessionOptions:
     broker = config.broker
     url = broker.parsed_url
     user, password = password_from(broker.username, broker.password_file, url)
@@ -68,7 +82,7 @@ class UplinkAgent(Agent):
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: UplinkSettings,
         outbox: Outbox,
         *,
         commands: CommandSink | None = None,

@@ -1,6 +1,6 @@
 """The gateway runtime: builds the outbox and the agents from a validated config and runs them.
 
-``storeedge run --config FILE`` ends up in :func:`run_gateway`. Shutdown on SIGTERM/SIGINT is orderly:
+``storeedge run --config FILE`` ends up in :func:`run_until_signalled`. Shutdown on SIGTERM/SIGINT is orderly:
 producers stop first, the uplink drains the outbox for up to ``runtime.shutdown_grace_s`` and publishes
 a retained ``{"online": false, "reason": "shutdown"}``, then the outbox is checkpointed and closed.
 Whatever could not be sent stays on disk and goes out after the next start.
@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agents.core.config import GatewayConfig
 from agents.core.errors import GatewayLockedError
 from agents.core.supervisor import Agent, Supervisor
+from agents.gateway.config import GatewayConfig
 from agents.heartbeat import HeartbeatAgent
 from agents.uplink.commands import CommandAgent, NoArgs
 from agents.uplink.link import UplinkAgent
@@ -53,7 +53,11 @@ def state_dir_lock(state_dir: Path) -> Iterator[None]:
 
 
 class Gateway:
-    """All agents of one gateway, wired together. ``extra_agents`` lets later issues and tests add more."""
+    """All agents of one gateway, wired together.
+
+    ``extra_agents`` adds agents built on the running gateway (its outbox, its commands): the simulator's load
+    generator plugs in here, from above, so the production runtime knows nothing of it.
+    """
 
     def __init__(
         self,
@@ -106,10 +110,6 @@ class Gateway:
                 tag_service = TagServiceAgent(config.tags, outbox, store_path)
                 tag_service.register_commands(commands.register)
                 agents.append(tag_service)
-            if config.loadgen is not None:
-                from sim.loadgen import LoadgenAgent  # sim-only agent, imported only when configured
-
-                agents.append(LoadgenAgent(config.loadgen, outbox))
             if self._extra_agents is not None:
                 agents.extend(self._extra_agents(self))
             self.supervisor = Supervisor(
