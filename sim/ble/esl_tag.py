@@ -84,12 +84,14 @@ from protocols.esl import (
     SensorInformation,
     SensorValue,
     ServiceReset,
+    SyncPacket,
     Unassociate,
     UnknownOpcodeError,
     UpdateComplete,
     VendorCommand,
     decode_command,
     decode_esl_address,
+    encode_slot_response,
     tlv_length,
 )
 from protocols.ots import (
@@ -1004,13 +1006,42 @@ class EmulatedEslTag:
         self.timeline.transfer_s += self.timing.transfer_s(len(data))
 
     # ------------------------------------------------------------------------------------------------------------
-    # PAwR (driven by sim.ble.pawr.PawrTrain)
+    # PAwR: the radio hands this tag (a sync listener) the subevents sim.ble.pawr.PawrTrain sends
 
     def on_sync_packet(self, group_id: int, data: bytes) -> tuple[int, bytes] | None:
-        """Handle one subevent's data; ``(response slot, EAD response)`` if this tag answers, else None."""
-        from sim.ble.pawr import handle_sync_packet
+        """Handle one subevent's data: decrypt, execute its TLVs, build this tag's slot answer.
 
-        return handle_sync_packet(self, group_id, data)
+        Returns ``(response slot, EAD response)``, or None when the tag does not follow the train (not
+        synchronized, out of range), the subevent is another group's, the packet does not decrypt under its AP Sync
+        Key (not for this AP, or corrupted: dropped, as nrf-esl does), or nothing addressed it with a unicast TLV
+        that produced a response.
+        """
+        if self.faults.out_of_range or self.state is not TagState.SYNCHRONIZED:
+            return None
+        address, sync_key, response_key = self.esl_address, self.sync_key, self.response_key
+        if address is None or sync_key is None or response_key is None or address.group_id != group_id:
+            return None
+        try:
+            packet = SyncPacket.decode(data, sync_key)
+        except ProtocolError:
+            return None
+        if packet.group_id != group_id:
+            return None
+        responses: list[Response] = []
+        slot: int | None = None
+        for index, command in enumerate(packet.commands):
+            if command.esl_id == BROADCAST_ESL_ID:
+                self.execute(command, over_pawr=True)
+                continue
+            if command.esl_id != address.esl_id:
+                continue
+            slot = index
+            response = self.execute(command, over_pawr=True)
+            if response is not None:
+                responses.append(response)
+        if slot is None or not responses:
+            return None
+        return slot, encode_slot_response(responses, response_key, self.ead_randomizer())
 
     def ead_randomizer(self) -> bytes:
         """A fresh 5-byte EAD randomizer for a response."""

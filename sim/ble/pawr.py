@@ -6,9 +6,10 @@ one subevent per group carries ECP commands for many tags and each addressed tag
 so this module delivers subevent data in Python instead of over the link layer, keeping everything else real: the AP
 builds the packet with :class:`protocols.esl.SyncPacket` and encrypts it with its AP Sync Key (EAD); each
 synchronized tag of the group decrypts it with the key it was given over GATT, executes the TLVs addressed to it
-(:meth:`sim.ble.esl_tag.EmulatedEslTag.execute`, the same code the ECP path runs) and answers EAD-encrypted under its
-Response Key in the slot the packet assigned; the AP parses the slots with
-:func:`protocols.esl.parse_response_slots`.
+(:meth:`sim.ble.esl_tag.EmulatedEslTag.on_sync_packet`, the same ``execute`` the ECP path runs) and answers
+EAD-encrypted under its Response Key in the slot the packet assigned; the AP parses the slots with
+:func:`protocols.esl.parse_response_slots`. The train sees the tags only as the radio's
+:class:`~sim.ble.radio.SyncListener` objects, so this module does not import the tag.
 
 Not modelled: the train's timing (``subevent_s`` is recorded, not slept), RF loss other than the ``loss`` knob and
 out-of-range tags, more slots than a real train has, and PAST (a tag is on the train once it reaches SYNCHRONIZED).
@@ -19,16 +20,11 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from protocols.errors import ProtocolError
-from protocols.esl import BROADCAST_ESL_ID, KeyMaterial, Response, SyncPacket, encode_slot_response
+from protocols.esl import KeyMaterial, SyncPacket
 from sim.ble.radio import VirtualRadio
 
-if TYPE_CHECKING:
-    from sim.ble.esl_tag import EmulatedEslTag
-
-__all__ = ["PawrTrain", "SubeventResult", "handle_sync_packet"]
+__all__ = ["PawrTrain", "SubeventResult"]
 
 
 @dataclass(frozen=True)
@@ -83,40 +79,3 @@ class PawrTrain:
     async def send(self, packet: SyncPacket, key: KeyMaterial, randomizer: bytes) -> SubeventResult:
         """Encrypt ``packet`` under the AP Sync ``key`` and send it in subevent ``packet.group_id``."""
         return await self.send_subevent(packet.group_id, packet.encode(key, randomizer))
-
-
-def handle_sync_packet(tag: EmulatedEslTag, group_id: int, data: bytes) -> tuple[int, bytes] | None:
-    """One synchronized tag's handling of a subevent: decrypt, execute its TLVs, build its slot answer.
-
-    Returns None when the tag does not follow the train (not synchronized, out of range), the subevent is another
-    group's, the packet does not decrypt under its AP Sync Key (not for this AP, or corrupted: dropped, as nrf-esl
-    does), or nothing addressed it with a unicast TLV that produced a response.
-    """
-    from sim.ble.esl_tag import TagState
-
-    if tag.faults.out_of_range or tag.state is not TagState.SYNCHRONIZED:
-        return None
-    address, response_key = tag.esl_address, tag.response_key
-    if address is None or tag.sync_key is None or response_key is None or address.group_id != group_id:
-        return None
-    try:
-        packet = SyncPacket.decode(data, tag.sync_key)
-    except ProtocolError:
-        return None
-    if packet.group_id != group_id:
-        return None
-    responses: list[Response] = []
-    slot: int | None = None
-    for index, command in enumerate(packet.commands):
-        if command.esl_id == BROADCAST_ESL_ID:
-            tag.execute(command, over_pawr=True)
-            continue
-        if command.esl_id != address.esl_id:
-            continue
-        slot = index
-        response = tag.execute(command, over_pawr=True)
-        if response is not None:
-            responses.append(response)
-    if slot is None or not responses:
-        return None
-    return slot, encode_slot_response(responses, response_key, tag.ead_randomizer())
