@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.firmware_files import esltag_dir
-from protocols.esl_ecp import EslAddress
-from protocols.esl_serial import Frame, PayloadType, SerialFrameDecoder
+from protocols.esl import EslAddress
+from protocols.esl.serial import Frame, PayloadType, SerialFrameDecoder
 
 _FIRMWARE = str(esltag_dir().parent)
 if _FIRMWARE not in sys.path:

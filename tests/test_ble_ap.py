@@ -47,15 +47,16 @@ from agents.tags.ble.objects import (
 )
 from agents.tags.ble.transport import BleTagTransport
 from protocols.errors import ProtocolError
-from protocols.esl import DisplayInfo, KeyMaterial
-from protocols.esl_ecp import (
+from protocols.esl import (
     BasicState,
     BasicStateFlags,
     DisplayImage,
+    DisplayInfo,
     DisplayState,
     ErrorCode,
     ErrorResponse,
     EslAddress,
+    KeyMaterial,
     LedControl,
     LedState,
     Ping,

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
 from sim.serial_tags import SimulatedSerialBus
 from tests.brokers import Mosquitto
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import (
+from protocols.esl import (
     BasicState,
     BasicStateFlags,
     Command,

@@ -1,7 +1,7 @@
 """Fuzzing every ESL decoder: for any bytes, a decoder returns a value or raises ProtocolError, nothing else.
 
-Covers :mod:`protocols.esl_ecp` (commands, responses, addresses) and :mod:`protocols.esl` (EAD, characteristic
-values, sync packets, response slots). Random bytes alone rarely get past a length byte or an AES-CCM MIC, so the
+Covers the Bluetooth side of :mod:`protocols.esl`: the ECP commands, responses and addresses, EAD, characteristic
+values, sync packets, response slots. Random bytes alone rarely get past a length byte or an AES-CCM MIC, so the
 deeper layers are also fed well-framed or validly encrypted containers around random contents. Where something
 decodes, it must also re-encode to the bytes it came from. Every ECP command and response type also gets its own
 encode -> decode round trip.
@@ -161,7 +161,7 @@ def test_every_response_round_trips(response_type: type, data: st.DataObject) ->
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# ECP TLVs and addresses (protocols.esl_ecp)
+# ECP TLVs and addresses
 
 
 @settings(max_examples=2500, deadline=None)

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import DisplayImage, EslAddress, Ping, decode_command
-from protocols.esl_serial import (
+from protocols.esl import DisplayImage, EslAddress, Ping, decode_command
+from protocols.esl.serial import (
     BLOCK_HEADER_SIZE,
     MAX_PAYLOAD,
     BlockAck,

@@ -3,7 +3,7 @@
 (a) ``scripts/firmware-test`` (mpy-cross over every firmware file, mypy against the MicroPython stubs with live
 canaries, the firmware tests under the real MicroPython webassembly port) must succeed with 0 failed;
 (b) the firmware's link and image-store code, imported under CPython, must agree byte for byte with the gateway
-codec in :mod:`protocols.esl_serial`.
+codec in :mod:`protocols.esl.serial`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from types import ModuleType
 
 import pytest
 
-from protocols import esl_ecp, esl_serial
+from protocols import esl
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
+from protocols.esl import serial as esl_serial
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -179,24 +180,24 @@ def test_gateway_talks_to_firmware_tag() -> None:
         assert all(frame.address == address for frame in frames)
         return frames[1:]
 
-    def command(*tlvs: esl_ecp.Command) -> list[esl_ecp.Response]:
+    def command(*tlvs: esl.Command) -> list[esl.Response]:
         (reply,) = exchange(esl_serial.PayloadType.ECP_COMMAND, b"".join(tlv.encode() for tlv in tlvs))
         assert reply.payload_type == esl_serial.PayloadType.ECP_RESPONSE and reply.no_ack
-        return esl_ecp.decode_responses(reply.payload)
+        return esl.decode_responses(reply.payload)
 
-    synced = esl_ecp.BasicStateFlags.SYNCHRONIZED
-    assert command(esl_ecp.Ping(5)) == [esl_ecp.BasicState(synced)]
-    assert command(esl_ecp.ReadSensorData(5, 0)) == [esl_ecp.SensorValue(0, (2875).to_bytes(2, "little"))]
-    led = esl_ecp.LedControl(5, 0, 3, 0, 0, 3, 0x9108_96EF76, 7, 6, 0, 10)
-    assert command(led, esl_ecp.Ping(5)) == [
-        esl_ecp.LedState(0),
-        esl_ecp.BasicState(synced | esl_ecp.BasicStateFlags.ACTIVE_LED),
+    synced = esl.BasicStateFlags.SYNCHRONIZED
+    assert command(esl.Ping(5)) == [esl.BasicState(synced)]
+    assert command(esl.ReadSensorData(5, 0)) == [esl.SensorValue(0, (2875).to_bytes(2, "little"))]
+    led = esl.LedControl(5, 0, 3, 0, 0, 3, 0x9108_96EF76, 7, 6, 0, 10)
+    assert command(led, esl.Ping(5)) == [
+        esl.LedState(0),
+        esl.BasicState(synced | esl.BasicStateFlags.ACTIVE_LED),
     ]
-    not_available = esl_ecp.ErrorResponse(esl_ecp.ErrorCode.IMAGE_NOT_AVAILABLE)
-    assert command(esl_ecp.DisplayImage(5, 0, 1)) == [not_available]
+    not_available = esl.ErrorResponse(esl.ErrorCode.IMAGE_NOT_AVAILABLE)
+    assert command(esl.DisplayImage(5, 0, 1)) == [not_available]
     # Timed commands are not implemented by the firmware yet: answered as an unknown opcode.
-    timed = esl_ecp.DisplayTimedImage(5, 0, 1, 1000)
-    assert command(timed) == [esl_ecp.ErrorResponse(esl_ecp.ErrorCode.INVALID_OPCODE)]
+    timed = esl.DisplayTimedImage(5, 0, 1, 1000)
+    assert command(timed) == [esl.ErrorResponse(esl.ErrorCode.INVALID_OPCODE)]
 
     image = bytes(range(16))  # two 16x4 planes
     blocks = esl_serial.split_image(image, image_index=1, block_size=5)
@@ -205,8 +206,8 @@ def test_gateway_talks_to_firmware_tag() -> None:
         (reply,) = exchange(esl_serial.PayloadType.IMAGE_BLOCK, block.encode())
         assert reply.payload_type == esl_serial.PayloadType.BLOCK_ACK
         ack = esl_serial.BlockAck.decode(reply.payload)
-        assert command(esl_ecp.DisplayImage(5, 0, 1)) == (
-            [esl_ecp.DisplayState(0, 1)] if ack.status == esl_serial.TransferStatus.COMPLETE else [not_available]
+        assert command(esl.DisplayImage(5, 0, 1)) == (
+            [esl.DisplayState(0, 1)] if ack.status == esl_serial.TransferStatus.COMPLETE else [not_available]
         )
     assert ack is not None and esl_serial.blocks_to_send(blocks, ack) == []
     assert tag.display.shown == image

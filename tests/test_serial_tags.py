@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agents.tags.serial_transport import SerialTagTransport, TagUnreachableError
-from protocols.esl_ecp import BasicState, EslAddress, Ping
+from protocols.esl import BasicState, EslAddress, Ping
 from sim.serial_tags import FaultConfig, SimulatedSerialBus
 
 PLANE = 19 * 152  # 152x152 BW: 2,888 bytes

@@ -27,7 +27,7 @@ from agents.tags.panels import panel_by_name
 from agents.tags.render import render_label
 from agents.tags.service import RESULTS_STREAM, TagServiceAgent, prepare_items
 from agents.uplink.outbox import Outbox
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
 from protocols.mqtt_v1 import GatewayTopics, decode_envelope
 from sim.serial_tags import FaultConfig, SimulatedSerialBus
 from tests.conftest import wait_for

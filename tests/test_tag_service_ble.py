@@ -146,7 +146,7 @@ from agents.tags.ble.bus import BleBus
 from agents.tags.config import BleBusConfig
 from agents.tags.panels import panel_by_name
 from protocols.esl import KeyMaterial
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress
 
 async def save(record): pass
 config = BleBusConfig(type="ble", name="ap", tags=[{"addresses": "1/1", "panel": "152x152-bw"}])

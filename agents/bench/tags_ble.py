@@ -28,8 +28,7 @@ from agents.tags.ble.access_point import AccessPointSettings, EslAccessPoint, Es
 from agents.tags.ble.transport import BleTagTransport
 from agents.tags.panels import panel_by_name
 from agents.tags.render import render_label
-from protocols.esl import KeyMaterial
-from protocols.esl_ecp import EslAddress
+from protocols.esl import EslAddress, KeyMaterial
 
 __all__ = ["fleet_seconds", "run_tags_ble_bench"]
 

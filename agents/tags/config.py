@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from agents.tags.panels import Panel, UnknownPanelError, panel_by_name
-from protocols.esl_ecp import MAX_GROUP_ID, EslAddress
-from protocols.esl_serial import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE
+from protocols.esl import MAX_GROUP_ID, EslAddress
+from protocols.esl.serial import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE
 
 __all__ = ["BleBusConfig", "BusConfig", "RetryConfig", "SerialBusConfig", "TagRange", "TagsConfig", "parse_address"]
 

@@ -1,6 +1,6 @@
 """Gateway side of the serial tag link: pyserial port, framed link, ECP commands and block image transfer.
 
-Why this shape: the codec (:mod:`protocols.esl_serial`) is sans-IO, so this module only adds the I/O and the
+Why this shape: the codec (:mod:`protocols.esl.serial`) is sans-IO, so this module only adds the I/O and the
 clock. pyserial has no asyncio API, so a worker thread does the blocking reads (``timeout`` bounded, so it notices
 ``close`` quickly) and hands decoded frames to the event loop with ``call_soon_threadsafe``; all link state
 (:class:`LinkSender`, :class:`LinkReceiver`, pending requests) lives on the event loop thread only, so no locks are
@@ -41,7 +41,7 @@ import serial
 
 from agents.tags.transport import ImageResult, TagRefusedError, TagTransportError
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import (
+from protocols.esl import (
     Command,
     DisplayImage,
     DisplayState,
@@ -51,7 +51,7 @@ from protocols.esl_ecp import (
     Response,
     decode_response,
 )
-from protocols.esl_serial import (
+from protocols.esl.serial import (
     DEFAULT_BLOCK_SIZE,
     BlockAck,
     Frame,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocols.esl_ecp import Command, DisplayState, EslAddress, Response
+from protocols.esl import Command, DisplayState, EslAddress, Response
 
 __all__ = ["ImageResult", "SentImage", "TagRefusedError", "TagTransport", "TagTransportError"]
 

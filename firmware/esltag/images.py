@@ -1,4 +1,4 @@
-"""Image store: assembles block transfers (protocols/esl_serial.py layout) and exposes only complete, hash-checked images.
+"""Image store: assembles block transfers (protocols.esl.serial layout) and exposes only complete, hash-checked images.
 
 Image block payload (little-endian)::
 

@@ -1,8 +1,8 @@
 """Serial link core for the tag: COBS framing, CRC-16/CCITT-FALSE, frame pack/unpack, streaming decoder.
 
-Byte-compatible with protocols/esl_serial.py (same layout, same CRC); plain Python that runs unchanged under
+Byte-compatible with protocols.esl.serial (same layout, same CRC); plain Python that runs unchanged under
 MicroPython and CPython (no typing, dataclasses, enum, slice deletion). tests/test_firmware.py cross-checks the
-bytes against protocols/esl_serial.py under CPython.
+bytes against protocols.esl.serial under CPython.
 
 Frame body before COBS (multi-byte fields little-endian except the CRC, which is big-endian)::
 

@@ -1,4 +1,4 @@
-# Golden vectors produced by the gateway codec (protocols/esl_serial.py under CPython); checked here under the
+# Golden vectors produced by the gateway codec (protocols.esl.serial under CPython); checked here under the
 # real MicroPython interpreter, so byte compatibility holds on the tag's own runtime too.
 from binascii import unhexlify
 

@@ -1,18 +1,21 @@
-"""Bluetooth Electronic Shelf Label (ESL Profile and Service 1.0), sans-IO: bytes in, typed messages out.
+"""Electronic Shelf Label protocols (Bluetooth ESL Profile and Service 1.0, and a serial tag link), sans-IO.
 
-This package is the one import the BLE access point, the emulated tags and the simulator need for everything
-that crosses the air between them (the Bluetooth SIG ESL Profile and Service 1.0). It opens no connection and reads no
-clock; keys and randomizers come from the caller, so every function is deterministic and testable with vectors.
+Bytes in, typed messages out, for everything that crosses the air or the wire between the gateway and its e-ink
+tags. Importing this package gives the one import the BLE access point, the emulated tags and the simulator need for
+the air (the Bluetooth SIG ESL Profile and Service 1.0); the serial link's names come from :mod:`protocols.esl.serial`.
+Nothing here opens a connection or reads a clock; keys and randomizers come from the caller, so every function is
+deterministic and testable with vectors.
 
-- :mod:`protocols.esl_ecp` (re-exported here): ESL addresses and every ECP command and response TLV. It stays a
-  top-level module because the serial tag link (:mod:`protocols.esl_serial`) and the tag firmware tests carry the
-  same TLVs and predate this package.
+- :mod:`protocols.esl.ecp` (re-exported here): ESL addresses and every ECP command and response TLV, the bytes both
+  links carry.
 - :mod:`protocols.esl.ead`: Encrypted Advertising Data (AES-CCM) and the 24-byte Key Material; public entry points
   :func:`ead_encrypt` and :func:`ead_decrypt`.
 - :mod:`protocols.esl.info`: the ESL Service characteristic values (display, image, sensor and LED information,
   address, key material, absolute time).
 - :mod:`protocols.esl.sync`: PAwR sync packets (commands for one group, at most 48 bytes, EAD-wrapped) and the
   response-slot parser.
+- :mod:`protocols.esl.serial`: the framed serial link that carries the same ECP TLVs to wired tags (COBS, CRC-16,
+  acknowledged delivery, block image transfer); it has its own names and is imported from there, not re-exported.
 
 Errors: everything raises :class:`~protocols.errors.ProtocolError` or a subclass (:class:`EadError`,
 :class:`UnknownOpcodeError`, :class:`PayloadTooLargeError`), and nothing else, for any input bytes.
@@ -34,6 +37,40 @@ from protocols.esl.ead import (
     KeyMaterial,
     ead_decrypt,
     ead_encrypt,
+)
+from protocols.esl.ecp import (
+    BROADCAST_ESL_ID,
+    MAX_COMMAND_LEN,
+    MAX_GROUP_ID,
+    BasicState,
+    BasicStateFlags,
+    Command,
+    DisplayImage,
+    DisplayState,
+    DisplayTimedImage,
+    ErrorCode,
+    ErrorResponse,
+    EslAddress,
+    FactoryReset,
+    LedControl,
+    LedState,
+    LedTimedControl,
+    Ping,
+    ReadSensorData,
+    RefreshDisplay,
+    Response,
+    SensorValue,
+    ServiceReset,
+    Unassociate,
+    UnknownOpcodeError,
+    UpdateComplete,
+    VendorCommand,
+    VendorResponse,
+    decode_command,
+    decode_commands,
+    decode_response,
+    decode_responses,
+    tlv_length,
 )
 from protocols.esl.info import (
     ESL_SERVICE_UUID,
@@ -68,40 +105,6 @@ from protocols.esl.sync import (
     encode_response_payload,
     encode_slot_response,
     parse_response_slots,
-)
-from protocols.esl_ecp import (
-    BROADCAST_ESL_ID,
-    MAX_COMMAND_LEN,
-    MAX_GROUP_ID,
-    BasicState,
-    BasicStateFlags,
-    Command,
-    DisplayImage,
-    DisplayState,
-    DisplayTimedImage,
-    ErrorCode,
-    ErrorResponse,
-    EslAddress,
-    FactoryReset,
-    LedControl,
-    LedState,
-    LedTimedControl,
-    Ping,
-    ReadSensorData,
-    RefreshDisplay,
-    Response,
-    SensorValue,
-    ServiceReset,
-    Unassociate,
-    UnknownOpcodeError,
-    UpdateComplete,
-    VendorCommand,
-    VendorResponse,
-    decode_command,
-    decode_commands,
-    decode_response,
-    decode_responses,
-    tlv_length,
 )
 
 __all__ = [

@@ -32,8 +32,7 @@ from agents.tags.ble.errors import BleTagError, IncompatibleTagError
 from agents.tags.ble.transport import BleImageResult, BleTagTransport
 from agents.tags.config import BleBusConfig
 from agents.tags.panels import Panel
-from protocols.esl import KeyMaterial
-from protocols.esl_ecp import Command, DisplayState, EslAddress, Response
+from protocols.esl import Command, DisplayState, EslAddress, KeyMaterial, Response
 
 __all__ = ["BleBus", "load_class"]
 

@@ -26,7 +26,7 @@ answer and retrying would only repeat it. Every error chains (``from``) the blea
 from __future__ import annotations
 
 from agents.tags.transport import TagRefusedError, TagTransportError
-from protocols.esl_ecp import ErrorCode
+from protocols.esl import ErrorCode
 
 __all__ = [
     "RETRYABLE",
@@ -98,7 +98,7 @@ class EcpError(BleTagError, TagRefusedError):
 
     @property
     def error(self) -> ErrorCode | None:
-        """The :class:`~protocols.esl_ecp.ErrorCode`, or None for a vendor-specific or reserved code."""
+        """The :class:`~protocols.esl.ErrorCode`, or None for a vendor-specific or reserved code."""
         try:
             return ErrorCode(self.code)
         except ValueError:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from agents.tags.ble.access_point import EslAccessPoint, EslTagRecord, UploadResult
 from agents.tags.ble.errors import BleTransportError, EcpError, UnknownTagError
 from agents.tags.encoding import compress_framebuffer
-from protocols.esl_ecp import (
+from protocols.esl import (
     Command,
     DisplayImage,
     DisplayState,

@@ -2,7 +2,7 @@
 
 One serial port (an RS-485 style bus or a radio bridge) reaches many tags; every frame names its tag by ESL address
 (group and ESL id). Frames carry the Bluetooth ESL ECP command and response TLVs unchanged
-(:mod:`protocols.esl_ecp`), plus image blocks and block acknowledgements. Nothing here touches a port or a clock:
+(:mod:`protocols.esl.ecp`), plus image blocks and block acknowledgements. Nothing here touches a port or a clock:
 bytes go in through :meth:`SerialFrameDecoder.feed`, frames come out of :meth:`Frame.encode`, and the link-layer
 classes are told the current time and answer with what to transmit and when to call again.
 
@@ -76,7 +76,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from protocols.errors import ProtocolError
-from protocols.esl_ecp import EslAddress
+from protocols.esl.ecp import EslAddress
 
 __all__ = [
     "BLOCK_HEADER_SIZE",

@@ -3,7 +3,7 @@
 Sources: the Bluetooth SIG ESL Service 1.0 (addressing, ECP command TLVs, responses, Basic State flags, error
 codes), as Nordic's nrf-esl and the SiLabs ESL access point implement it.
 This module is a self-contained, sans-IO codec: the serial link
-(:mod:`protocols.esl_serial`) carries these TLVs today and the BLE transport will carry the same bytes later.
+(:mod:`protocols.esl.serial`) carries these TLVs today and the BLE transport will carry the same bytes later.
 
 ESL address, a uint16 sent little-endian::
 
