@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agents.cli import MQTT_PROTOCOLS, _setup_logging, build_parser
+from agents.cli import MQTT_PROTOCOLS, build_parser, setup_logging
 from agents.core.config import MqttProtocol
 from agents.field import address_sort_key
 
@@ -65,7 +65,7 @@ def test_counts_follows_without_a_flag() -> None:
 
 
 def test_logs_off_a_terminal_are_plain_unwrapped_lines(capfd: pytest.CaptureFixture[str]) -> None:
-    _setup_logging(0)  # stderr is captured here, so not a terminal
+    setup_logging(0)  # stderr is captured here, so not a terminal
     long_reason = "x" * 300
     logging.getLogger("storeedge.test").warning("agent camera:door crashed: %s", long_reason)
     err = capfd.readouterr().err
