@@ -39,6 +39,7 @@ from agents.gateway.config import GatewayConfig
 from agents.heartbeat import HeartbeatAgent
 from agents.tags.config import TagsConfig
 from agents.tags.service import RESULTS_STREAM, TagServiceAgent
+from agents.tags.service.state import publish_state
 from agents.tags.store import TagRecord, TagState
 from agents.uplink.commands import CommandAgent
 from agents.uplink.outbox import OutboxStats
@@ -54,7 +55,7 @@ PRODUCERS = {
     "agents/heartbeat.py": {"heartbeat", "health"},
     "agents/uplink/commands.py": {"cmd/result"},
     "agents/footfall/agent.py": {"counts/<camera>"},
-    "agents/tags/service/agent.py": {"tags/state"},
+    "agents/tags/service/state.py": {"tags/state"},
     "sim/loadgen.py": {"load/<n>"},
 }
 NOT_GATEWAY_STREAMS = {"agents/bench/uplink.py"}
@@ -305,14 +306,18 @@ def test_counts_record_fields(documented_streams: dict[str, str]) -> None:
     assert set(re.findall(r"`(\w+)`", quality_row.split("|")[3])) == set(lines[0]["quality"])
 
 
-async def test_tags_state_fields(tmp_path: Path, documented_streams: dict[str, str]) -> None:
+async def test_tags_state_fields(documented_streams: dict[str, str]) -> None:
     outbox = RecordingOutbox()
-    service = TagServiceAgent(_tags_config(), outbox, tmp_path / "tags.sqlite3")  # type: ignore[arg-type]
-    try:
-        record = TagRecord(address="1/1", bus="aisle-1", panel="296x128-bwr", state=TagState.APPLIED)
-        await service._publish(record, TagState.APPLIED, "ab" * 32, "price-change#0", bytes_sent=10, seconds=0.1)
-    finally:
-        await service.aclose()
+    record = TagRecord(address="1/1", bus="aisle-1", panel="296x128-bwr", state=TagState.APPLIED)
+    await publish_state(
+        outbox,  # type: ignore[arg-type]
+        record,
+        TagState.APPLIED,
+        "ab" * 32,
+        "price-change#0",
+        bytes_sent=10,
+        seconds=0.1,
+    )
     ((stream, data),) = outbox.items
     assert stream == RESULTS_STREAM
     assert _table_fields(documented_streams[RESULTS_STREAM]) == set(data)
