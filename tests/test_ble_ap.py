@@ -73,6 +73,15 @@ from protocols.ots import (
     encode_write,
     image_object_id,
 )
+from sim.ble import (
+    BumbleBleakClient,
+    BumbleBleakScanner,
+    EmulatedEslTag,
+    TagState,
+    VirtualRadio,
+    framebuffer_size,
+    use_radio,
+)
 
 # --------------------------------------------------------------------------------------------------------------------
 # Without a radio
@@ -188,10 +197,6 @@ def _led(esl_id: int, *, led: int = 0) -> LedControl:
 # --------------------------------------------------------------------------------------------------------------------
 # Against emulated tags on the bumble virtual radio
 
-sim_radio = pytest.importorskip("sim.ble.radio")
-sim_backend = pytest.importorskip("sim.ble.bleak_backend")
-sim_tag = pytest.importorskip("sim.ble.esl_tag")
-
 FAST = AccessPointSettings(
     scan_s=0.3,
     connect_s=2.0,
@@ -208,26 +213,26 @@ FAST = AccessPointSettings(
 
 @dataclass
 class Rig:
-    radio: object
+    radio: VirtualRadio
     ap: EslAccessPoint
-    tags: list[object]
+    tags: list[EmulatedEslTag]
 
 
-def _image(tag: object, seed: int) -> bytes:
-    size = sim_tag.framebuffer_size(tag.profile.panel)  # type: ignore[attr-defined]
+def _image(tag: EmulatedEslTag, seed: int) -> bytes:
+    size = framebuffer_size(tag.profile.panel)
     return random.Random(seed).randbytes(size)
 
 
 @asynccontextmanager
 async def _rig(count: int, settings: AccessPointSettings = FAST) -> AsyncIterator[Rig]:
-    radio = sim_radio.VirtualRadio()
+    radio = VirtualRadio()
     try:
-        with sim_radio.use_radio(radio):
-            tags = [await sim_tag.EmulatedEslTag.create(radio) for _ in range(count)]
+        with use_radio(radio):
+            tags = [await EmulatedEslTag.create(radio) for _ in range(count)]
             ap = EslAccessPoint(
                 ap_sync_key=KeyMaterial(bytes(16), bytes(8)),
-                client_backend=sim_backend.BumbleBleakClient,
-                scanner_backend=sim_backend.BumbleBleakScanner,
+                client_backend=BumbleBleakClient,
+                scanner_backend=BumbleBleakScanner,
                 object_channel="sim",
                 settings=settings,
                 rng=random.Random(1),
@@ -246,15 +251,15 @@ async def rig3() -> AsyncIterator[Rig]:
 @pytest.fixture
 async def onboarded(rig3: Rig) -> tuple[Rig, BleTagTransport]:
     found = await rig3.ap.scan()
-    assert sorted(t.ble_address for t in found) == sorted(tag.address for tag in rig3.tags)  # type: ignore[attr-defined]
+    assert sorted(t.ble_address for t in found) == sorted(tag.address for tag in rig3.tags)
     outcome = await rig3.ap.onboard_all([(tag, EslAddress(1, n)) for n, tag in enumerate(found)], concurrency=3)
     records = [r for r in outcome.values() if isinstance(r, EslTagRecord)]
     assert len(records) == 3, outcome
     return rig3, BleTagTransport(rig3.ap, records, max_concurrent=2)
 
 
-def _tag_for(rig: Rig, record: EslTagRecord) -> object:
-    return next(t for t in rig.tags if t.address == record.ble_address)  # type: ignore[attr-defined]
+def _tag_for(rig: Rig, record: EslTagRecord) -> EmulatedEslTag:
+    return next(t for t in rig.tags if t.address == record.ble_address)
 
 
 async def test_onboarding_configures_every_tag(onboarded: tuple[Rig, BleTagTransport]) -> None:
@@ -262,12 +267,12 @@ async def test_onboarding_configures_every_tag(onboarded: tuple[Rig, BleTagTrans
     for address in (EslAddress(1, n) for n in range(3)):
         record = transport.record(address)
         tag = _tag_for(rig, record)
-        assert tag.esl_address == address  # type: ignore[attr-defined]
-        assert tag.sync_key == rig.ap.ap_sync_key  # type: ignore[attr-defined]
-        assert tag.response_key == record.response_key  # type: ignore[attr-defined]
-        assert tag.state is sim_tag.TagState.SYNCHRONIZED  # type: ignore[attr-defined]
-        assert record.displays and record.displays[0].width == tag.profile.panel.width  # type: ignore[attr-defined]
-        assert record.bonded and record.pnp_id == tag.profile.pnp_id  # type: ignore[attr-defined]
+        assert tag.esl_address == address
+        assert tag.sync_key == rig.ap.ap_sync_key
+        assert tag.response_key == record.response_key
+        assert tag.state is TagState.SYNCHRONIZED
+        assert record.displays and record.displays[0].width == tag.profile.panel.width
+        assert record.bonded and record.pnp_id == tag.profile.pnp_id
     assert await rig.ap.scan() == []  # associated tags stop advertising the ESL Service
 
 
@@ -280,10 +285,10 @@ async def test_image_upload_and_display_verified_on_tag(onboarded: tuple[Rig, Bl
         results[address] = (image, await transport.send_image(address, image))
     for address, (image, result) in results.items():
         tag = _tag_for(rig, transport.record(address))
-        assert tag.epaper.shown_sha256 == hashlib.sha256(image).hexdigest()  # type: ignore[attr-defined]
+        assert tag.epaper.shown_sha256 == hashlib.sha256(image).hexdigest()
         assert result.response == DisplayState(0, 0)
         assert result.bytes_sent == len(image) and result.crc32 == zlib.crc32(image)
-        assert tag.state is sim_tag.TagState.SYNCHRONIZED  # type: ignore[attr-defined]
+        assert tag.state is TagState.SYNCHRONIZED
     assert transport.bytes_written >= 3 * len(image)
 
     # staged image, then shown later from its slot; the same image again is not re-sent
@@ -293,7 +298,7 @@ async def test_image_upload_and_display_verified_on_tag(onboarded: tuple[Rig, Bl
     assert isinstance(result.response, BasicState)
     assert await transport.display_image(address, 1) == DisplayState(0, 1)
     tag = _tag_for(rig, transport.record(address))
-    assert tag.epaper.shown_sha256 == hashlib.sha256(staged).hexdigest()  # type: ignore[attr-defined]
+    assert tag.epaper.shown_sha256 == hashlib.sha256(staged).hexdigest()
     again = await transport.send_image(address, staged, image_index=1)
     assert again.bytes_sent == 0 and again.resumed_from == len(staged)
 
@@ -304,15 +309,15 @@ async def test_led_ping_battery_and_error_responses(onboarded: tuple[Rig, BleTag
     tag = _tag_for(rig, transport.record(address))
     assert isinstance(await transport.send_command(address, Ping(2)), BasicState)
     assert await transport.send_command(address, _led(2)) == LedState(0)
-    assert tag.leds[0].active  # type: ignore[attr-defined]
+    assert tag.leds[0].active
     battery = await transport.send_command(address, ReadSensorData(2, 0))
     assert isinstance(battery, SensorValue)
-    assert int.from_bytes(battery.data, "little") == tag.battery_mv  # type: ignore[attr-defined]
+    assert int.from_bytes(battery.data, "little") == tag.battery_mv
 
     with pytest.raises(EcpError) as refused:
         await transport.display_image(address, 1)  # nothing uploaded to slot 1
     assert refused.value.error is ErrorCode.IMAGE_NOT_AVAILABLE
-    assert refused.value.ble_address == tag.address and "IMAGE_NOT_AVAILABLE" in refused.value.reason  # type: ignore[attr-defined]
+    assert refused.value.ble_address == tag.address and "IMAGE_NOT_AVAILABLE" in refused.value.reason
     with pytest.raises(EcpError) as bad_led:
         await transport.send_command(address, _led(2, led=5))
     assert bad_led.value.error is ErrorCode.INVALID_PARAMETERS
@@ -367,14 +372,14 @@ async def test_resume_after_disconnect_mid_transfer(onboarded: tuple[Rig, BleTag
     rig, transport = onboarded
     address = EslAddress(1, 0)
     tag = _tag_for(rig, transport.record(address))
-    tag.faults.disconnect_mid_transfer = 0.5  # type: ignore[attr-defined]
-    tag._rng = _CutFirstWrite()  # type: ignore[attr-defined]
+    tag.faults.disconnect_mid_transfer = 0.5
+    tag._rng = _CutFirstWrite()
     image = _image(tag, seed=5)
     result = await transport.send_image(address, image)
     assert result.connections == 2
     assert result.resumed_from is not None and 0 < result.resumed_from < len(image)
     assert result.bytes_sent < 2 * len(image)
-    assert tag.epaper.shown_sha256 == hashlib.sha256(image).hexdigest()  # type: ignore[attr-defined]
+    assert tag.epaper.shown_sha256 == hashlib.sha256(image).hexdigest()
 
 
 async def test_tag_out_of_range_is_not_found() -> None:
@@ -382,7 +387,7 @@ async def test_tag_out_of_range_is_not_found() -> None:
     async with _rig(1, settings) as rig:
         [found] = await rig.ap.scan()
         record = await rig.ap.onboard(found, EslAddress(0, 1))
-        await rig.tags[0].set_out_of_range(True)  # type: ignore[attr-defined]
+        await rig.tags[0].set_out_of_range(True)
         with pytest.raises((TagNotFoundError, ConnectTimeoutError)) as missing:
             await BleTagTransport(rig.ap, [record]).send_command(EslAddress(0, 1), Ping(1))
         assert isinstance(missing.value, RETRYABLE)
@@ -391,7 +396,7 @@ async def test_tag_out_of_range_is_not_found() -> None:
 
 async def test_encrypted_tag_pairs_then_reencrypts_on_later_connections() -> None:
     async with _rig(0) as rig:
-        tag = await sim_tag.EmulatedEslTag.create(rig.radio, require_encryption=True)
+        tag = await EmulatedEslTag.create(rig.radio, require_encryption=True)
         [found] = await rig.ap.scan()
         record = await rig.ap.onboard(found, EslAddress(0, 3), images=[_image(tag, seed=3)])
         assert record.bonded and tag.esl_address == EslAddress(0, 3)
