@@ -6,7 +6,7 @@ one subevent per group carries ECP commands for many tags and each addressed tag
 so this module delivers subevent data in Python instead of over the link layer, keeping everything else real: the AP
 builds the packet with :class:`protocols.esl.SyncPacket` and encrypts it with its AP Sync Key (EAD); each
 synchronized tag of the group decrypts it with the key it was given over GATT, executes the TLVs addressed to it
-(:meth:`sim.ble.esl_tag.EmulatedEslTag.on_sync_packet`, the same ``execute`` the ECP path runs) and answers
+(:meth:`sim.ble.esl_tag.state.EslStateMachine.on_sync_packet`, the same ``execute`` the ECP path runs) and answers
 EAD-encrypted under its Response Key in the slot the packet assigned; the AP parses the slots with
 :func:`protocols.esl.parse_response_slots`. The train sees the tags only as the radio's
 :class:`~sim.ble.radio.SyncListener` objects, so this module does not import the tag.
