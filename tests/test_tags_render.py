@@ -1,4 +1,4 @@
-"""Tests for price-label rendering (``agents/tags/render.py``) and panel profiles (``agents/tags/panels.py``).
+"""Tests for price-label rendering (``agents/tags/render/``) and panel profiles (``agents/tags/panels.py``).
 
 Covers issue 4 acceptance 1 and 6 for the rendering half: labels for four panel sizes in BW and BWR
 render, and their QR and EAN-13 / UPC-A codes decode with a real decoder (zxing-cpp, reading the PNG
