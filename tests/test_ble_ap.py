@@ -43,6 +43,8 @@ from agents.tags.ble.objects import (
     ObjectChannel,
     ObjectChannelError,
     object_channel_factory,
+    register_object_channel,
+    registered_object_channels,
     sockaddr_l2,
 )
 from agents.tags.ble.transport import BleTagTransport
@@ -76,6 +78,7 @@ from protocols.ots import (
 from sim.ble import (
     BumbleBleakClient,
     BumbleBleakScanner,
+    BumbleObjectChannel,
     EmulatedEslTag,
     TagState,
     VirtualRadio,
@@ -118,6 +121,19 @@ def test_object_channel_factory_by_name() -> None:
         object_channel_factory("no_such_module_here:Channel")
     with pytest.raises(ValueError, match="has no"):
         object_channel_factory("agents.tags.ble.objects:Nope")
+
+
+def test_object_channels_are_registered_by_name() -> None:
+    """'linux' is built in; the simulator registers 'sim' where it defines the channel (imported above)."""
+    assert registered_object_channels() == ["linux", "sim"]
+    assert object_channel_factory("sim") is BumbleObjectChannel
+    register_object_channel("sim", BumbleObjectChannel)  # the same registration again is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        register_object_channel("sim", LinuxL2capObjectChannel)
+    with pytest.raises(ValueError, match="plain word"):
+        register_object_channel("my:channel", LinuxL2capObjectChannel)
+    with pytest.raises(ValueError, match=r"unknown object channel 'bogus': .*\('linux', 'sim'\)"):
+        object_channel_factory("bogus")
 
 
 def test_ots_request_bytes() -> None:
@@ -172,8 +188,10 @@ def test_ap_modules_import_neither_bumble_nor_sim() -> None:
     """Backend independence by construction: the AP is importable and usable without the simulator stack."""
     code = (
         "import sys, agents.tags.ble.access_point, agents.tags.ble.transport, agents.tags.ble.objects\n"
+        "import agents.tags.ble.bus\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('bumble', 'sim'))\n"
         "assert not bad, bad\n"
+        "assert agents.tags.ble.objects.registered_object_channels() == ['linux']\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

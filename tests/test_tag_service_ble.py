@@ -3,7 +3,8 @@
 The service runs with a real outbox and a BLE bus whose access point uses bleak with the bumble backend, both
 named in the config; the tags are emulated ESL GATT servers on an in-process radio. A tag that goes out of range
 or fails mid-way must end as a per-tag failure with its reason while the others apply and the agent keeps
-running; the backend being a config value is shown by building the same bus with bleak's default backend.
+running; the backend being a config value is shown by building the same bus with bleak's default backend and
+with the simulator's, and an object channel nobody registered is a config error that lists the registered ones.
 """
 
 from __future__ import annotations
@@ -14,16 +15,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from agents.core.config import OutboxConfig
+from agents.core.errors import ConfigError
 from agents.tags.ble.bus import BleBus
 from agents.tags.config import BleBusConfig, TagsConfig
 from agents.tags.panels import panel_by_name
 from agents.tags.render import render_label
 from agents.tags.service import RESULTS_STREAM, TagServiceAgent
 from agents.uplink.outbox import Outbox
-from protocols.esl import KeyMaterial
+from protocols.esl import EslAddress, KeyMaterial
 from protocols.mqtt_v1 import GatewayTopics, decode_envelope
-from sim.ble import EmulatedEslTag, TagProfile, VirtualRadio, use_radio
+from sim.ble import (
+    BumbleBleakClient,
+    BumbleBleakScanner,
+    BumbleObjectChannel,
+    EmulatedEslTag,
+    TagProfile,
+    VirtualRadio,
+    use_radio,
+)
 from tests.conftest import wait_for
 
 TOPICS = GatewayTopics("store-1", "gw-1")
@@ -159,4 +172,23 @@ print("ok")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
     assert BleBusConfig.model_validate({"type": "ble", "name": "x"}).client_backend is None
-    assert BleBus is not None and KeyMaterial is not None
+    # and the simulator's backends and object channel, named in the same config, are what the access point gets
+    simulated = _bus(BleBusConfig.model_validate(ble_bus("ap", "1/1", "152x152-bw"))).access_point
+    assert (simulated.client_backend, simulated.scanner_backend) == (BumbleBleakClient, BumbleBleakScanner)
+    assert simulated.channel_factory is BumbleObjectChannel
+
+
+def test_an_unknown_object_channel_is_a_config_error_naming_the_registered_ones() -> None:
+    config = BleBusConfig.model_validate(ble_bus("ap", "1/1", "152x152-bw", object_channel="bogus"))
+    with pytest.raises(ConfigError, match=r"'ap': unknown object channel 'bogus': .*\('linux', 'sim'\)"):
+        _bus(config)
+    with pytest.raises(ValidationError, match="registered channel name or 'module:Class'"):
+        BleBusConfig.model_validate(ble_bus("ap", "1/1", "152x152-bw", object_channel="not a name"))
+
+
+def _bus(config: BleBusConfig) -> BleBus:
+    async def save(_record: object) -> None:
+        return None
+
+    declared = {EslAddress(1, 1): panel_by_name("152x152-bw")}
+    return BleBus(config, ap_sync_key=KeyMaterial(bytes(16), bytes(8)), declared=declared, save_record=save)

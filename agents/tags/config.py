@@ -23,6 +23,7 @@ __all__ = ["BleBusConfig", "BusConfig", "RetryConfig", "SerialBusConfig", "TagRa
 
 _ADDRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+_CLASS_PATTERN = r"^[\w.]+:\w+$"
 
 
 class _Strict(BaseModel):
@@ -109,7 +110,9 @@ class BleBusConfig(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     client_backend: str | None = Field(None, description="'module:Class' of a bleak client backend; None = default.")
     scanner_backend: str | None = Field(None, description="'module:Class' of a bleak scanner backend.")
-    object_channel: str = Field("linux", description="'linux', 'sim' or 'module:Class' (OTS data over L2CAP CoC).")
+    object_channel: str = Field(
+        "linux", description="A registered channel name ('linux') or 'module:Class' (OTS data over L2CAP CoC)."
+    )
     max_concurrent: int = Field(4, ge=1, le=32, description="Connections open at the same time.")
     compress: bool = Field(True, description="Send images zlib-compressed (4 KB window) when that is smaller.")
     onboard: bool = Field(True, description="Onboard unassociated tags onto declared addresses without a tag.")
@@ -121,11 +124,19 @@ class BleBusConfig(_Strict):
     pair: bool = True
     tags: list[TagRange] = Field(default_factory=list)
 
-    @field_validator("client_backend", "scanner_backend", "object_channel")
+    @field_validator("client_backend", "scanner_backend")
     @classmethod
     def _class_path(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("linux", "sim") and not re.match(r"^[\w.]+:\w+$", value):
+        if value is not None and not re.match(_CLASS_PATTERN, value):
             raise ValueError(f"must be 'module:Class', got {value!r}")
+        return value
+
+    @field_validator("object_channel")
+    @classmethod
+    def _channel_name(cls, value: str) -> str:
+        # a name is looked up when the bus is built (the simulator registers its channel when it is imported)
+        if not re.match(r"^\w+$", value) and not re.match(_CLASS_PATTERN, value):
+            raise ValueError(f"must be a registered channel name or 'module:Class', got {value!r}")
         return value
 
 

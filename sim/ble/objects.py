@@ -6,6 +6,10 @@ Why: ESL images travel as OTS object contents over an L2CAP CoC on PSM 0x0025, w
 It opens the channel on the adapter's existing connection to the tag the bleak client is connected to, so data and
 GATT share one link as they do on air: when the tag drops the link mid-transfer, the channel breaks too.
 
+Importing this module registers the channel as ``"sim"`` (:func:`agents.tags.ble.objects.register_object_channel`),
+so a bus config or an access point can say ``object_channel: sim``; :mod:`sim.ble` imports it, so every simulator
+path that builds a Bluetooth bus (the tag fleet, ``bench tags-ble``, the tests) has it registered.
+
 Contract (from :mod:`agents.tags.ble.objects`): keyword-only construction with ``psm`` and ``address_type`` (ignored
 here), single use (``open`` once, then ``write``/``read``, then ``close``), ``close`` idempotent, every failure an
 :class:`~agents.tags.ble.objects.ObjectChannelError` chained from the bumble error.
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from bumble import core, hci, l2cap
 
-from agents.tags.ble.objects import OTS_L2CAP_PSM, AddressType, ObjectChannelError
+from agents.tags.ble.objects import OTS_L2CAP_PSM, AddressType, ObjectChannelError, register_object_channel
 from sim.ble.radio import VirtualRadio, current_radio
 
 if TYPE_CHECKING:
@@ -127,3 +131,6 @@ class BumbleObjectChannel:
             await channel.disconnect()
         except (core.BaseBumbleError, hci.HCI_Error, l2cap.L2capError) as exc:
             raise ObjectChannelError(f"closing the object channel failed: {exc}") from exc
+
+
+register_object_channel("sim", BumbleObjectChannel)

@@ -6,7 +6,8 @@ config, so the same code drives a real adapter (BlueZ, bleak's default on Linux)
 of ``sim.ble`` in CI. Byte layouts come from the sans-IO codecs in :mod:`protocols.esl`.
 
 - :mod:`agents.tags.ble.objects`: the OTS object channel (L2CAP CoC, which bleak lacks) behind a small interface,
-  a Linux kernel-socket implementation, and selection by config name (the simulated one is imported lazily).
+  a Linux kernel-socket implementation, and a registry of channels by config name (the simulator registers its
+  own, so nothing here imports it).
 - OTS control-point bytes (OLCP Go To, OACP Write / Calculate Checksum) are in :mod:`protocols.ots` (sans-IO).
 - :mod:`agents.tags.ble.errors`: the error tree; :class:`BleTransportError` is what the tag service catches.
 - :mod:`agents.tags.ble.access_point`: :class:`EslAccessPoint` (scan, onboard, upload, ECP) and the per-tag

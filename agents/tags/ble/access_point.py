@@ -770,7 +770,8 @@ class EslAccessPoint:
 
     - ``ap_sync_key``: the AP Sync Key Material written to every tag (one per PAwR train; the caller persists it).
     - ``client_backend`` / ``scanner_backend``: bleak backend classes, ``None`` for bleak's default (BlueZ).
-    - ``object_channel``: ``"linux"``, ``"sim"``, ``"module:Class"`` or a factory (see :mod:`.objects`).
+    - ``object_channel``: a registered name (``"linux"``; the simulator registers ``"sim"``), ``"module:Class"`` or
+      a factory (see :mod:`.objects`).
     - ``settings``: :class:`AccessPointSettings`.
     - ``client_kwargs``: extra keywords for ``BleakClient`` (for example ``bluez={...}``).
     - ``rng``: randomness for back-off jitter (response keys always come from ``os.urandom``).

@@ -5,7 +5,9 @@ quite enough: a tag must be onboarded (bonded, given its ESL address and keys) b
 the records that onboarding produces must survive restarts. :class:`BleBus` therefore
 
 * builds the :class:`EslAccessPoint` from the bus config, the bleak backends being config values
-  (``"module:Class"``; ``None`` means bleak's default backend for the platform, BlueZ on Linux);
+  (``"module:Class"``; ``None`` means bleak's default backend for the platform, BlueZ on Linux) and the object
+  channel a registered name (:func:`agents.tags.ble.objects.object_channel_factory`); a value that names nothing
+  loadable is a :class:`~agents.core.errors.ConfigError` naming the bus;
 * serves the tag-service interface through :class:`BleTagTransport`;
 * runs :meth:`maintain`: scan for unassociated tags and onboard each onto the first declared ESL address without a
   tag whose panel matches the tag's Display Information, saving each record through the caller, and scan again
@@ -21,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from agents.core.errors import ConfigError
 from agents.tags.ble.access_point import (
     AccessPointSettings,
     DiscoveredTag,
@@ -29,6 +32,7 @@ from agents.tags.ble.access_point import (
     TagInformation,
 )
 from agents.tags.ble.errors import BleTagError, IncompatibleTagError
+from agents.tags.ble.objects import object_channel_factory
 from agents.tags.ble.transport import BleImageResult, BleTagTransport
 from agents.tags.config import BleBusConfig
 from agents.tags.panels import Panel
@@ -84,11 +88,17 @@ class BleBus:
             attempts=config.attempts,
             pair=config.pair,
         )
+        try:
+            client_backend = load_class(config.client_backend)
+            scanner_backend = load_class(config.scanner_backend)
+            channel_factory = object_channel_factory(config.object_channel)
+        except ValueError as exc:
+            raise ConfigError(f"Bluetooth bus {config.name!r}: {exc}") from exc
         self.access_point = EslAccessPoint(
             ap_sync_key=ap_sync_key,
-            client_backend=load_class(config.client_backend),
-            scanner_backend=load_class(config.scanner_backend),
-            object_channel=config.object_channel,
+            client_backend=client_backend,
+            scanner_backend=scanner_backend,
+            object_channel=channel_factory,
             settings=settings,
         )
         self.transport = BleTagTransport(

@@ -13,7 +13,9 @@ access point is built on, offers GATT only. So the one thing the AP needs beyond
   address type (nor can it name ``AF_BLUETOOTH`` where CPython was built without it, as in our CI image), so the
   ``struct sockaddr_l2`` is packed here by :func:`sockaddr_l2` and passed to libc ``bind``/``connect`` directly.
 - The simulated channel, ``sim.ble.objects.BumbleObjectChannel``, opens a real L2CAP CoC over the bumble virtual radio.
-  It is imported **by name, lazily** (see :data:`OBJECT_CHANNELS`), so ``agents/`` never imports ``sim/`` or bumble.
+  The simulator **registers** it under the name ``"sim"`` (:func:`register_object_channel`) when its module is
+  imported, so nothing in ``agents/`` imports ``sim/`` or bumble; a bus config picks a channel by registered
+  name (:func:`object_channel_factory`), or names a plug-in class as ``"module:Class"``.
 
 Contract every implementation keeps (the access point relies on it):
 
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
     from bleak import BleakClient
 
 __all__ = [
-    "OBJECT_CHANNELS",
     "OTS_L2CAP_PSM",
     "AddressType",
     "LinuxL2capObjectChannel",
@@ -56,6 +57,8 @@ __all__ = [
     "ObjectChannelFactory",
     "make_object_channel",
     "object_channel_factory",
+    "register_object_channel",
+    "registered_object_channels",
     "sockaddr_l2",
 ]
 
@@ -267,19 +270,45 @@ class LinuxL2capObjectChannel:
 
 # --- selection by name -------------------------------------------------------------------------------------------
 
-OBJECT_CHANNELS: dict[str, str] = {
-    "linux": f"{__name__}:LinuxL2capObjectChannel",
-    "sim": "sim.ble.objects:BumbleObjectChannel",
-}
-"""Config names -> ``"module:Class"``. Any other ``"module:Class"`` string is accepted as is (plug-ins)."""
+_OBJECT_CHANNELS: dict[str, ObjectChannelFactory] = {"linux": LinuxL2capObjectChannel}
+"""Config names -> channel classes; the simulator adds ``"sim"`` (see :func:`register_object_channel`)."""
+
+
+def register_object_channel(name: str, factory: ObjectChannelFactory) -> None:
+    """Make ``name`` usable as a bus's ``object_channel``; a second registration of the same name must agree.
+
+    The gateway registers ``"linux"`` itself. Others register theirs where they define them, the way a third-party
+    backend plugs in: the simulator's :mod:`sim.ble.objects` registers ``"sim"`` when it is imported, so nothing here
+    names the simulator.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"object channel name {name!r} must be a plain word (letters, digits, underscore)")
+    known = _OBJECT_CHANNELS.get(name)
+    if known is not None and known is not factory:
+        raise ValueError(f"object channel {name!r} is already registered as {known!r}")
+    _OBJECT_CHANNELS[name] = factory
+
+
+def registered_object_channels() -> list[str]:
+    """The names a bus's ``object_channel`` may use now, sorted."""
+    return sorted(_OBJECT_CHANNELS)
 
 
 def object_channel_factory(kind: str) -> ObjectChannelFactory:
-    """Resolve a config value (``"linux"``, ``"sim"`` or ``"module:Class"``) to a channel class, importing lazily."""
-    target = OBJECT_CHANNELS.get(kind, kind)
-    module_name, _, class_name = target.partition(":")
+    """Resolve a config value (a registered name or a ``"module:Class"`` plug-in) to a channel class.
+
+    A plug-in's module is imported here, when the bus is built; an unknown name is a :class:`ValueError` that lists
+    the registered names.
+    """
+    registered = _OBJECT_CHANNELS.get(kind)
+    if registered is not None:
+        return registered
+    module_name, _, class_name = kind.partition(":")
     if not module_name or not class_name:
-        raise ValueError(f"unknown object channel {kind!r}: use one of {sorted(OBJECT_CHANNELS)} or 'module:Class'")
+        names = ", ".join(repr(name) for name in registered_object_channels())
+        raise ValueError(
+            f"unknown object channel {kind!r}: use one of the registered channels ({names}) or 'module:Class'"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
