@@ -1,6 +1,6 @@
 """Serial link core for the tag: COBS framing, CRC-16/CCITT-FALSE, frame pack/unpack, streaming decoder.
 
-Byte-compatible with protocols.esl.serial (same layout, same CRC); plain Python that runs unchanged under
+Byte-compatible with protocols/esl/serial/wire.py (same layout, same CRC); plain Python that runs unchanged under
 MicroPython and CPython (no typing, dataclasses, enum, slice deletion). tests/test_firmware.py cross-checks the
 bytes against protocols.esl.serial under CPython.
 

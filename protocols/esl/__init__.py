@@ -6,8 +6,10 @@ the air (the Bluetooth SIG ESL Profile and Service 1.0); the serial link's names
 Nothing here opens a connection or reads a clock; keys and randomizers come from the caller, so every function is
 deterministic and testable with vectors.
 
-- :mod:`protocols.esl.ecp` (re-exported here): ESL addresses and every ECP command and response TLV, the bytes both
-  links carry.
+- The ESL Control Point (ECP), the bytes both links carry, re-exported here: :mod:`protocols.esl.address` (ESL
+  addresses), :mod:`protocols.esl.commands` and :mod:`protocols.esl.responses` (every ECP command and response TLV),
+  :mod:`protocols.esl.tlv` (the length rule they share; :class:`UnknownOpcodeError`). :mod:`protocols.esl.fields`
+  holds the field checks every codec here uses.
 - :mod:`protocols.esl.ead`: Encrypted Advertising Data (AES-CCM) and the 24-byte Key Material; public entry points
   :func:`ead_encrypt` and :func:`ead_decrypt`.
 - :mod:`protocols.esl.info`: the ESL Service characteristic values (display, image, sensor and LED information,
@@ -24,6 +26,25 @@ Errors: everything raises :class:`~protocols.errors.ProtocolError` or a subclass
 from __future__ import annotations
 
 from protocols.errors import ProtocolError
+from protocols.esl.address import BROADCAST_ESL_ID, MAX_GROUP_ID, EslAddress
+from protocols.esl.commands import (
+    MAX_COMMAND_LEN,
+    Command,
+    DisplayImage,
+    DisplayTimedImage,
+    FactoryReset,
+    LedControl,
+    LedTimedControl,
+    Ping,
+    ReadSensorData,
+    RefreshDisplay,
+    ServiceReset,
+    Unassociate,
+    UpdateComplete,
+    VendorCommand,
+    decode_command,
+    decode_commands,
+)
 from protocols.esl.ead import (
     EAD_AAD,
     EAD_AD_TYPE,
@@ -37,40 +58,6 @@ from protocols.esl.ead import (
     KeyMaterial,
     ead_decrypt,
     ead_encrypt,
-)
-from protocols.esl.ecp import (
-    BROADCAST_ESL_ID,
-    MAX_COMMAND_LEN,
-    MAX_GROUP_ID,
-    BasicState,
-    BasicStateFlags,
-    Command,
-    DisplayImage,
-    DisplayState,
-    DisplayTimedImage,
-    ErrorCode,
-    ErrorResponse,
-    EslAddress,
-    FactoryReset,
-    LedControl,
-    LedState,
-    LedTimedControl,
-    Ping,
-    ReadSensorData,
-    RefreshDisplay,
-    Response,
-    SensorValue,
-    ServiceReset,
-    Unassociate,
-    UnknownOpcodeError,
-    UpdateComplete,
-    VendorCommand,
-    VendorResponse,
-    decode_command,
-    decode_commands,
-    decode_response,
-    decode_responses,
-    tlv_length,
 )
 from protocols.esl.info import (
     ESL_SERVICE_UUID,
@@ -93,6 +80,19 @@ from protocols.esl.info import (
     decode_characteristic,
     decode_esl_address,
 )
+from protocols.esl.responses import (
+    BasicState,
+    BasicStateFlags,
+    DisplayState,
+    ErrorCode,
+    ErrorResponse,
+    LedState,
+    Response,
+    SensorValue,
+    VendorResponse,
+    decode_response,
+    decode_responses,
+)
 from protocols.esl.sync import (
     ESL_AD_TYPE,
     MAX_ESL_PAYLOAD,
@@ -106,6 +106,7 @@ from protocols.esl.sync import (
     encode_slot_response,
     parse_response_slots,
 )
+from protocols.esl.tlv import UnknownOpcodeError, tlv_length
 
 __all__ = [
     "BROADCAST_ESL_ID",

@@ -20,7 +20,7 @@ LED Information        0x2BFD  per LED: bits 6-7 type (0 sRGB, 1 monochrome), bi
 Written by the AP (steps 4-7 of the configuration sequence):
 
 =============================  ======  ===========================================================================
-ESL Address                    0x2BF6  u16, :class:`~protocols.esl.ecp.EslAddress` (reused, not redefined)
+ESL Address                    0x2BF6  u16, :class:`~protocols.esl.address.EslAddress` (reused, not redefined)
 AP Sync Key Material           0x2BF7  24 bytes, :class:`~protocols.esl.ead.KeyMaterial`
 ESL Response Key Material      0x2BF8  24 bytes, :class:`~protocols.esl.ead.KeyMaterial`
 ESL Current Absolute Time      0x2BF9  u32 milliseconds, :class:`CurrentAbsoluteTime`
@@ -37,7 +37,7 @@ Choices the implementations leave open:
   such hardware, so an empty value is malformed. They also hold at most 256 entries, because ECP commands address
   displays, sensors and LEDs by a one-byte index, and fit an ATT value (512 bytes).
 - Display types, LED types and the LED gamut keep unknown (reserved) values as plain ints instead of rejecting them,
-  the same way :class:`~protocols.esl.ecp.ErrorResponse` keeps vendor error codes: a newer tag stays usable.
+  the same way :class:`~protocols.esl.responses.ErrorResponse` keeps vendor error codes: a newer tag stays usable.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from protocols.errors import ProtocolError
+from protocols.esl.address import EslAddress
 from protocols.esl.ead import KeyMaterial
-from protocols.esl.ecp import EslAddress
 
 __all__ = [
     "ESL_SERVICE_UUID",
@@ -398,7 +398,7 @@ CharacteristicValue = (
 def decode_characteristic(uuid: int, data: bytes) -> CharacteristicValue:
     """Decode the value of ESL Service characteristic ``uuid`` (an :class:`EslCharacteristic`).
 
-    The Control Point is not a stored value (it carries ECP TLVs: use :func:`protocols.esl.ecp.decode_command`), so
+    The Control Point is not a stored value (it carries ECP TLVs: use :func:`protocols.esl.commands.decode_command`), so
     it, like any UUID outside the service, raises :class:`ProtocolError`.
     """
     decoder = _VALUE_DECODERS.get(uuid)

@@ -13,7 +13,7 @@ Sync packet (one per subevent), before encryption::
                                             \\___________ ESL payload, at most 48 bytes ___________/
 
 The whole AD structure is then wrapped as Encrypted Advertising Data with the AP Sync Key Material
-(:mod:`protocols.esl.ead`). The command TLVs are the ECP commands of :mod:`protocols.esl.ecp`, byte for byte.
+(:mod:`protocols.esl.ead`). The command TLVs are the ECP commands of :mod:`protocols.esl.commands`, byte for byte.
 
 Response slots: the slot a tag answers in is the 0-based index, within the packet, of the **last** TLV addressed
 to it by its ESL ID; broadcast TLVs (ESL ID 0xFF) are executed by every tag of the group but give no slot (nrf-esl
@@ -42,18 +42,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from protocols.errors import ProtocolError
+from protocols.esl.address import BROADCAST_ESL_ID, MAX_GROUP_ID, EslAddress
+from protocols.esl.commands import Command, decode_commands
 from protocols.esl.ead import KeyMaterial
-from protocols.esl.ecp import (
-    BROADCAST_ESL_ID,
-    MAX_GROUP_ID,
-    Command,
-    ErrorCode,
-    ErrorResponse,
-    EslAddress,
-    Response,
-    decode_commands,
-    decode_responses,
-)
+from protocols.esl.responses import ErrorCode, ErrorResponse, Response, decode_responses
 
 __all__ = [
     "ESL_AD_TYPE",
