@@ -51,6 +51,7 @@ from typing import ClassVar
 from protocols.errors import ProtocolError
 from protocols.esl.address import EslAddress
 from protocols.esl.ead import KeyMaterial
+from protocols.esl.fields import U8, U16, U32, check_range
 
 __all__ = [
     "ESL_SERVICE_UUID",
@@ -79,10 +80,6 @@ MAX_ATT_VALUE = 512
 """Longest attribute value ATT allows; bounds every array characteristic."""
 MAX_INFO_ENTRIES = 256
 """Displays, sensors and LEDs are addressed by a one-byte index, so a tag has at most 256 of each."""
-
-_U8 = 0xFF
-_U16 = 0xFFFF
-_U32 = 0xFFFF_FFFF
 
 
 class EslCharacteristic(enum.IntEnum):
@@ -122,11 +119,6 @@ class LedType(enum.IntEnum):
     MONOCHROME = 1
 
 
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProtocolError(f"{name} must be an integer in {low}..{high}, got {value!r}")
-
-
 def _known(enum_type: type[enum.IntEnum], value: int) -> int:
     """The enum member for ``value`` where there is one, else ``value`` itself."""
     return enum_type(value) if value in enum_type._value2member_map_ else value
@@ -163,9 +155,9 @@ class DisplayInfo:
     SIZE: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
-        _check_range("display width", self.width, 0, _U16)
-        _check_range("display height", self.height, 0, _U16)
-        _check_range("display type", self.display_type, 0, _U8)
+        check_range("display width", self.width, 0, U16)
+        check_range("display height", self.height, 0, U16)
+        check_range("display type", self.display_type, 0, U8)
 
     def encode(self) -> bytes:
         return struct.pack("<HHB", self.width, self.height, self.display_type)
@@ -206,7 +198,7 @@ class ImageInformation:
     max_image_index: int
 
     def __post_init__(self) -> None:
-        _check_range("max image index", self.max_image_index, 0, _U8)
+        check_range("max image index", self.max_image_index, 0, U8)
 
     @property
     def image_count(self) -> int:
@@ -237,7 +229,7 @@ class MeshSensor:
     SIZE: ClassVar[int] = 3
 
     def __post_init__(self) -> None:
-        _check_range("mesh device property id", self.property_id, 0, _U16)
+        check_range("mesh device property id", self.property_id, 0, U16)
 
     def encode(self) -> bytes:
         return struct.pack("<BH", self.SIZE_FIELD, self.property_id)
@@ -254,8 +246,8 @@ class VendorSensor:
     SIZE: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
-        _check_range("company id", self.company_id, 0, _U16)
-        _check_range("sensor code", self.sensor_code, 0, _U16)
+        check_range("company id", self.company_id, 0, U16)
+        check_range("sensor code", self.sensor_code, 0, U16)
 
     def encode(self) -> bytes:
         return struct.pack("<BHH", self.SIZE_FIELD, self.company_id, self.sensor_code)
@@ -315,9 +307,9 @@ class LedInfo:
     blue: int
 
     def __post_init__(self) -> None:
-        _check_range("LED type", self.led_type, 0, 3)
+        check_range("LED type", self.led_type, 0, 3)
         for name, level in (("red", self.red), ("green", self.green), ("blue", self.blue)):
-            _check_range(f"LED gamut {name}", level, 0, 3)
+            check_range(f"LED gamut {name}", level, 0, 3)
 
     def encode(self) -> bytes:
         return bytes(((self.led_type << 6) | (self.blue << 4) | (self.green << 2) | self.red,))
@@ -370,7 +362,7 @@ class CurrentAbsoluteTime:
     SIZE: ClassVar[int] = 4
 
     def __post_init__(self) -> None:
-        _check_range("absolute time", self.milliseconds, 0, _U32)
+        check_range("absolute time", self.milliseconds, 0, U32)
 
     def encode(self) -> bytes:
         return struct.pack("<I", self.milliseconds)
