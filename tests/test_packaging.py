@@ -136,7 +136,7 @@ import agents, firmware, sim
 from agents.firmware_files import esltag_dir
 from agents.footfall.detectors import SHIPPED_YOLOX_MODEL, parse_detector_config
 from agents.provision.device import collect_firmware
-import sim.board.virtual
+import sim.board.runtime
 import sim.serial_tags
 import esltag.tag
 
@@ -149,8 +149,8 @@ print(json.dumps({
     "deployed": [f.board_path for f in collect_firmware()],
     "model": str(parse_detector_config({"type": "yolox"}).model),
     "model_is_file": SHIPPED_YOLOX_MODEL.is_file(),
-    "board_runtime": str(sim.board.virtual._RUNTIME_SCRIPT),
-    "board_runtime_is_file": sim.board.virtual._RUNTIME_SCRIPT.is_file(),
+    "board_runtime": str(sim.board.runtime.RUNTIME_SCRIPT),
+    "board_runtime_is_file": sim.board.runtime.RUNTIME_SCRIPT.is_file(),
 }))
 """
 
