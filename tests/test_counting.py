@@ -1,4 +1,4 @@
-"""Line and zone counting (agents/footfall/counting.py), tested with trajectory tables.
+"""Line and zone counting (agents/footfall/counting/), tested with trajectory tables.
 
 Each table lists the anchor point (default: box bottom-centre) of every track id per frame; frames are
 0.125 s apart. Covered: clean crossings both ways and the exact cross-product direction rule; jitter inside
