@@ -19,12 +19,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from agents.tags.ble.access_point import (
-    AccessPointSettings,
-    EslAccessPoint,
-    EslTagRecord,
-    _answers,
-)
+from agents.tags.ble.access_point import EslAccessPoint
+from agents.tags.ble.control_point import answers
 from agents.tags.ble.errors import (
     RETRYABLE,
     BleTransportError,
@@ -47,6 +43,7 @@ from agents.tags.ble.objects import (
     registered_object_channels,
     sockaddr_l2,
 )
+from agents.tags.ble.records import AccessPointSettings, EslTagRecord
 from agents.tags.ble.transport import BleTagTransport
 from protocols.errors import ProtocolError
 from protocols.esl import (
@@ -158,14 +155,14 @@ def test_ots_request_bytes() -> None:
 
 
 def test_response_matching() -> None:
-    assert _answers(Ping(3), BasicState(BasicStateFlags(0)))
-    assert _answers(Ping(3), ErrorResponse(ErrorCode.RETRY))
-    assert not _answers(Ping(3), DisplayState(0, 0))
-    assert _answers(DisplayImage(3, 0, 1), DisplayState(0, 0))
-    assert not _answers(DisplayImage(3, 1, 1), DisplayState(0, 1))
-    assert _answers(ReadSensorData(3, 0), SensorValue(0, b"\x01\x02"))
-    assert not _answers(ReadSensorData(3, 1), SensorValue(0, b""))
-    assert not _answers(_led(3, led=1), LedState(0))
+    assert answers(Ping(3), BasicState(BasicStateFlags(0)))
+    assert answers(Ping(3), ErrorResponse(ErrorCode.RETRY))
+    assert not answers(Ping(3), DisplayState(0, 0))
+    assert answers(DisplayImage(3, 0, 1), DisplayState(0, 0))
+    assert not answers(DisplayImage(3, 1, 1), DisplayState(0, 1))
+    assert answers(ReadSensorData(3, 0), SensorValue(0, b"\x01\x02"))
+    assert not answers(ReadSensorData(3, 1), SensorValue(0, b""))
+    assert not answers(_led(3, led=1), LedState(0))
 
 
 def test_record_round_trip() -> None:

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agents.tags.ble.access_point import AccessPointSettings, EslAccessPoint, EslTagRecord
+from agents.tags.ble.access_point import EslAccessPoint
+from agents.tags.ble.records import AccessPointSettings, EslTagRecord
 from agents.tags.ble.transport import BleTagTransport
 from agents.tags.panels import panel_by_name
 from agents.tags.render import render_label

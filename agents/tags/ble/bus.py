@@ -24,15 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from agents.core.errors import ConfigError
-from agents.tags.ble.access_point import (
-    AccessPointSettings,
-    DiscoveredTag,
-    EslAccessPoint,
-    EslTagRecord,
-    TagInformation,
-)
+from agents.tags.ble.access_point import EslAccessPoint
 from agents.tags.ble.errors import BleTagError, IncompatibleTagError
 from agents.tags.ble.objects import object_channel_factory
+from agents.tags.ble.records import AccessPointSettings, DiscoveredTag, EslTagRecord, TagInformation
 from agents.tags.ble.transport import BleImageResult, BleTagTransport
 from agents.tags.config import BleBusConfig
 from agents.tags.panels import Panel

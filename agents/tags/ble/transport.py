@@ -23,8 +23,9 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agents.tags.ble.access_point import EslAccessPoint, EslTagRecord, UploadResult
+from agents.tags.ble.access_point import EslAccessPoint
 from agents.tags.ble.errors import BleTransportError, EcpError, UnknownTagError
+from agents.tags.ble.records import EslTagRecord, UploadResult
 from agents.tags.encoding import compress_framebuffer
 from protocols.esl import (
     Command,

@@ -63,8 +63,8 @@ async def open_ble_bus(
     ``on_change`` is called when a tag becomes ready, to wake the bus's scheduler.
     """
     # imported here: a gateway without Bluetooth buses never loads bleak
-    from agents.tags.ble.access_point import EslTagRecord
     from agents.tags.ble.bus import BleBus
+    from agents.tags.ble.records import EslTagRecord
     from protocols.esl import KeyMaterial
 
     key_name = f"ble.{bus.name}.ap_sync_key"
