@@ -172,11 +172,16 @@ class ObjectTransferServer:
 
     # -- control points -----------------------------------------------------------------------------------------
 
-    def _on_olcp_write(self, connection: Connection, value: bytes) -> None:
+    def _request(self, point: str, value: bytes) -> bytes:
+        """A control-point write: one ATT request of modelled time; an empty one is refused at the ATT level."""
         self._host.count_att_request()
         data = bytes(value)
         if not data:
-            raise att.ATT_Error(ATT_INVALID_ATTRIBUTE_LENGTH, message="empty OLCP write")
+            raise att.ATT_Error(ATT_INVALID_ATTRIBUTE_LENGTH, message=f"empty {point} write")
+        return data
+
+    def _on_olcp_write(self, connection: Connection, value: bytes) -> None:
+        data = self._request("OLCP", value)
         opcode = data[0]
         images = self._host.images
         result = OlcpResult.SUCCESS
@@ -199,10 +204,7 @@ class ObjectTransferServer:
         self._host.send(self.olcp_characteristic, bytes((OlcpOpcode.RESPONSE, opcode, result)), indicate=True)
 
     def _on_oacp_write(self, connection: Connection, value: bytes) -> None:
-        self._host.count_att_request()
-        data = bytes(value)
-        if not data:
-            raise att.ATT_Error(ATT_INVALID_ATTRIBUTE_LENGTH, message="empty OACP write")
+        data = self._request("OACP", value)
         opcode = data[0]
         result, parameters = self._oacp(opcode, data[1:])
         self._host.send(
