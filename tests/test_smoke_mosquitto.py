@@ -47,10 +47,17 @@ async def test_gateway_traffic_reaches_sink_exactly_once(
             await sink_task
         report = sink.store.report()
         assert report["streams"]["gw-1/load/0"] == {"received": 150, "max_stream_seq": 150, "missing": 0}
+        assert report["streams"]["gw-1/load/1"] == {"received": 150, "max_stream_seq": 150, "missing": 0}
         assert report["out_of_order"] == 0
         status = report["status"]["gw-1"]
         assert status == {"online": False, "reason": "shutdown", "since": status["since"]}
         assert gateway.outbox is not None and gateway.outbox.stats.backlog_messages == 0
+        # Exactly once: every message the gateway produced (every stream, ids gateway:seq) is stored, none is
+        # missing, and none reached the sink twice (nothing reconnected, so QoS 1 had nothing to redeliver).
+        produced = gateway.outbox.stats.last_seq
+        assert sink.store.received_ids("gw-1") == set(range(1, produced + 1))
+        assert report["received_unique"] == produced
+        assert report["duplicates"] == 0
         health = json.loads(config.health_path.read_text())
         assert set(health["agents"]) == {"uplink", "commands", "heartbeat", "loadgen"}
         assert health["agents"]["loadgen"]["state"] == "finished"
