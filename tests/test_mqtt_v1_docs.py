@@ -392,7 +392,8 @@ def test_documented_command_lines_parse(path: Path) -> None:
     from agents.provision.cli import build_parser as flash_parser
 
     lines = _command_lines(path)
-    assert lines or path.name == "README.md"
+    if path.name in ("README.md", "install-gateway.md"):
+        assert lines, f"{path.name} shows commands: the extractor must find them"
     for line in lines:
         words = shlex.split(line)
         if words[0].endswith("flash.py"):
