@@ -1,0 +1,68 @@
+"""``identity:``: the optional appearance re-identification of a store (off unless configured).
+
+One config for both model families the project knows, told apart by ``type`` (the way ``detector:`` picks its
+family): ``omz`` (Intel Open Model Zoo person-reidentification-retail, RGB 0..255 in, 256-d out) or ``osnet``
+(torchreid OSNet, RGB with ImageNet mean/std in, 512-d out). The type chooses the pre-processing and the
+default match threshold (:data:`DEFAULT_MATCH_THRESHOLD`); the model file is always the operator's choice and
+is never shipped: both public models were trained on research-only data sets (see docs/privacy.md).
+
+Why the defaults (chosen on the dev footage, never on PETS09, which acceptance is scored on; figures in
+:mod:`agents.footfall.identity`):
+
+* ``min_box_height_px`` 64: half the model's 128-px-wide, 256-px-tall input; below that a crop is mostly
+  up-sampled blur and its embedding drifts towards every other small crop.
+* ``edge_margin_px`` 4: a box touching the frame edge is a person cut in half (entering or leaving), whose
+  embedding describes half a person.
+* ``max_overlap`` 0.3: the share of the box another box may cover; a crop mixing two people is the classic
+  cause of a false merge.
+* ``samples_per_track`` 3, ``sample_interval_s`` 0.5: three looks spaced half a second apart (different
+  steps of the gait), averaged, are steadier than one, and a person is resolved about 1.5 s after appearing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ReidType = Literal["omz", "osnet"]
+
+DEFAULT_MATCH_THRESHOLD: dict[str, float] = {"omz": 0.45, "osnet": 0.65}
+"""Cosine similarity at which a new sighting is taken to be a known person, per model family (see the
+package docstring for how these were chosen)."""
+
+
+class IdentityConfig(BaseModel):
+    """``identity: {type: omz | osnet, model: PATH, ...}`` (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: ReidType = Field(description="Model family: omz (Open Model Zoo retail re-id) or osnet (torchreid).")
+    model: Path = Field(description="ONNX re-identification model file (not shipped; see docs/privacy.md).")
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the embedder.")
+    match_threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Cosine similarity to match a known person (null: the model's default)."
+    )
+    samples_per_track: int = Field(3, ge=1, le=32, description="Crops embedded before an identity is resolved.")
+    max_samples_per_track: int = Field(
+        6, ge=1, le=64, description="Crops kept per identity at most (the later ones refresh the gallery)."
+    )
+    sample_interval_s: float = Field(0.5, ge=0.0, le=60.0, description="Least time between two crops of one track.")
+    min_box_height_px: int = Field(64, ge=8, le=4096, description="Smallest box height sampled, pixels.")
+    edge_margin_px: int = Field(4, ge=0, le=512, description="Boxes closer than this to the frame edge are cut.")
+    max_overlap: float = Field(
+        0.3, ge=0.0, le=1.0, description="Largest share of a box that another box may cover for it to be sampled."
+    )
+    batch_size: int = Field(8, ge=1, le=256, description="Crops per embedder run.")
+    lost_after_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="An identity not observed for this long is taken as ended when the caller never said so.",
+    )
+    max_people: int = Field(20_000, ge=1, description="Gallery bound for one day (oldest ended people dropped).")
+
+    def threshold(self) -> float:
+        """The match threshold in force: the configured one, or the model family's default."""
+        return self.match_threshold if self.match_threshold is not None else DEFAULT_MATCH_THRESHOLD[self.type]

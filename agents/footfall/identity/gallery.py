@@ -1,0 +1,230 @@
+"""The store's day gallery: who has been seen today, by which camera and identity, and when.
+
+:class:`DayGallery` is one per store, shared by every camera, held in memory only: it is never pickled, logged,
+put in health or in the outbox, and :meth:`DayGallery.clear` forgets it at the store's day boundary. It keeps:
+
+* **sightings**: one per ``(camera, identity)`` (identity = the counter's visitor id on that camera): first and
+  last time observed, whether it has ended (the counter lost it for good, or it crossed out of the store), its
+  appearance samples, and the person it resolved to;
+* **people**: one per distinct person of the day, each with its sightings; a person's appearance is the
+  *prototypes* of its sightings (the normalised mean of each sighting's samples).
+
+Resolving a sighting (:meth:`DayGallery.resolve`) compares its prototype with every other sighting's prototype
+(cosine) and, among the people scoring at least the threshold, takes the best one that the **rules in time and
+place** allow:
+
+1. a person with a sighting on the **same camera** that was observed **at the same time** as this one (their
+   observed spans overlap by more than ``concurrent_s``) is refused: two people seen at once are not one person;
+2. a person observed at the same time on **another camera** is the same person in overlapping views: a match,
+   not a return;
+3. a person whose every other sighting has **ended** is a **returning** visitor (a visit, not a new unique one);
+4. otherwise (an earlier sighting not seen now but not ended either: a track break, someone walking behind a
+   shelf or from one view into the next) it is the same person, not returning.
+
+No person above the threshold (or a sighting with no usable sample) makes a new person. ``concurrent_s`` (0.3 s,
+two frames at 7 frames/s) lets a tracker's brief duplicate of one person, or the frame of an id hand-over, not
+count as "two at once".
+
+Cost: one matrix-vector product over the day's prototypes per resolution (a busy store day: a few thousand
+prototypes of 256-512 floats, well under a millisecond). Memory is bounded by ``max_people``: past it, the
+people whose sightings all ended longest ago are dropped first.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A store person as the caller sees it: ``uid`` (per day), whether *this sighting* is a return, first seen."""
+
+    uid: int
+    returning: bool
+    first_seen_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A ``(camera, identity)`` resolved to person ``uid``: a new person of the day, or a return, or neither."""
+
+    camera: str
+    identity: int
+    uid: int
+    new_person: bool
+    returning: bool
+
+
+@dataclass(eq=False)
+class Sighting:
+    """One counter identity on one camera (see the module docstring); ``samples`` are unit embeddings."""
+
+    camera: str
+    identity: int
+    first_t: float
+    last_t: float
+    ended: bool = False
+    uid: int | None = None
+    returning: bool = False
+    samples: list[Vector] = field(default_factory=list)
+    last_sample_t: float = -np.inf
+    prototype: Vector | None = None
+
+    def add(self, embedding: Vector, t: float) -> None:
+        self.samples.append(embedding)
+        self.last_sample_t = t
+        mean = np.mean(np.stack(self.samples), axis=0)
+        self.prototype = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+@dataclass(eq=False)
+class _Person:
+    uid: int
+    first_seen_t: float
+    sightings: list[Sighting] = field(default_factory=list)
+
+
+class DayGallery:
+    """Thread-safe, in-memory day gallery (module docstring). ``threshold`` is the cosine similarity to match."""
+
+    def __init__(self, threshold: float, *, concurrent_s: float = 0.3, max_people: int = 20_000) -> None:
+        self.threshold = float(threshold)
+        self.concurrent_s = float(concurrent_s)
+        self.max_people = int(max_people)
+        self._lock = threading.RLock()
+        self._sightings: dict[Key, Sighting] = {}
+        self._people: dict[int, _Person] = {}
+        self._next_uid = 1
+        self.generation = 0  # bumped by clear(): work started before the boundary is dropped
+        self._counts = {"resolved": 0, "returning": 0, "merges": 0, "refused": 0}
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    # -------------------------------------------------------------------------------------------- sightings
+
+    def touch(self, camera: str, identity: int, t: float) -> Sighting:
+        """The sighting of ``(camera, identity)``, created on first sight; ``last_t`` becomes ``t``."""
+        with self._lock:
+            sighting = self._sightings.get((camera, identity))
+            if sighting is None:
+                sighting = self._sightings[(camera, identity)] = Sighting(camera, identity, t, t)
+            elif t > sighting.last_t:
+                sighting.last_t = t
+            return sighting
+
+    def get(self, camera: str, identity: int) -> Sighting | None:
+        with self._lock:
+            return self._sightings.get((camera, identity))
+
+    def open_sightings(self, camera: str) -> list[Sighting]:
+        """The sightings of ``camera`` that have not ended."""
+        with self._lock:
+            return [s for s in self._sightings.values() if s.camera == camera and not s.ended]
+
+    def end(self, camera: str, identity: int) -> Sighting | None:
+        """Mark a sighting ended (left the view or crossed out); ``None`` when it was never observed."""
+        with self._lock:
+            sighting = self._sightings.get((camera, identity))
+            if sighting is not None:
+                sighting.ended = True
+            return sighting
+
+    # ------------------------------------------------------------------------------------------- resolving
+
+    def resolve(self, sighting: Sighting) -> Resolution:
+        """Give ``sighting`` its person now (module docstring); a resolved sighting keeps its person."""
+        with self._lock:
+            if sighting.uid is not None:
+                return Resolution(sighting.camera, sighting.identity, sighting.uid, False, sighting.returning)
+            uid, returning = self._match(sighting)
+            new_person = uid is None
+            if uid is None:
+                uid = self._new_person(sighting.first_t)
+            else:
+                self._counts["merges"] += 1
+            person = self._people[uid]
+            person.sightings.append(sighting)
+            sighting.uid, sighting.returning = uid, returning
+            self._counts["resolved"] += 1
+            self._counts["returning"] += int(returning)
+            return Resolution(sighting.camera, sighting.identity, uid, new_person, returning)
+
+    def _match(self, sighting: Sighting) -> tuple[int | None, bool]:
+        """Best allowed person at or above the threshold and whether it is a return; ``(None, False)`` if none."""
+        if sighting.prototype is None:
+            return None, False
+        scores: dict[int, float] = {}
+        for other in self._sightings.values():
+            if other is sighting or other.uid is None or other.prototype is None:
+                continue
+            score = float(other.prototype @ sighting.prototype)
+            if score >= self.threshold and score > scores.get(other.uid, -1.0):
+                scores[other.uid] = score
+        for uid, _score in sorted(scores.items(), key=lambda item: -item[1]):
+            allowed, returning = self._relation(self._people[uid], sighting)
+            if allowed:
+                return uid, returning
+            self._counts["refused"] += 1
+        return None, False
+
+    def _relation(self, person: _Person, sighting: Sighting) -> tuple[bool, bool]:
+        """``(allowed, returning)`` of matching ``sighting`` to ``person`` under the rules in time and place."""
+        returning = True
+        for other in person.sightings:
+            overlap = min(other.last_t, sighting.last_t) - max(other.first_t, sighting.first_t)
+            if overlap > self.concurrent_s:
+                if other.camera == sighting.camera:
+                    return False, False  # two people seen at once on one camera
+                returning = False  # overlapping views: the same person at the same moment
+            elif not other.ended:
+                returning = False  # a break in the same visit, not a return
+        return True, returning
+
+    def _new_person(self, t: float) -> int:
+        if len(self._people) >= self.max_people:
+            self._drop_oldest()
+        uid = self._next_uid
+        self._next_uid += 1
+        self._people[uid] = _Person(uid, t)
+        return uid
+
+    def _drop_oldest(self) -> None:
+        ended = [p for p in self._people.values() if all(s.ended for s in p.sightings)]
+        if not ended:
+            return
+        oldest = min(ended, key=lambda p: max((s.last_t for s in p.sightings), default=p.first_seen_t))
+        for s in oldest.sightings:
+            self._sightings.pop((s.camera, s.identity), None)
+        del self._people[oldest.uid]
+
+    # ------------------------------------------------------------------------------------------------ queries
+
+    def person_of(self, camera: str, identity: int) -> Person | None:
+        with self._lock:
+            sighting = self._sightings.get((camera, identity))
+            if sighting is None or sighting.uid is None:
+                return None
+            return Person(sighting.uid, sighting.returning, self._people[sighting.uid].first_seen_t)
+
+    def stats(self) -> dict[str, int]:
+        """Counts only (safe for health): people, sightings, resolved, returning, merges, refused."""
+        with self._lock:
+            return {"people": len(self._people), "sightings": len(self._sightings), **self._counts}
+
+    def clear(self) -> None:
+        """The day boundary: forget every person, sighting and sample."""
+        with self._lock:
+            self._sightings.clear()
+            self._people.clear()
+            self._next_uid = 1
+            self.generation += 1
+            self._counts = dict.fromkeys(self._counts, 0)

@@ -1,0 +1,164 @@
+""":class:`StoreIdentity`: each camera's counter identities resolved to the store's people of the day.
+
+Called from every camera's worker thread (after ``FootfallCounter.update``)::
+
+    store = StoreIdentity(IdentityConfig(type="omz", model=path))
+    store.observe(camera, frame, tracks, counter.identities(), t)   # every frame
+    store.ended(camera, visitor_id, t, crossed_out=...)              # the counter lost it for good, or it left
+    for r in store.resolutions(): ...                                # (camera, identity, uid, new_person, returning)
+    store.clear_day()                                                # at the store's day boundary
+
+``observe`` picks the tracks worth a crop (:mod:`.sampling`), embeds their crops in batches and adds each
+embedding to its ``(camera, identity)`` sighting; a sighting with ``samples_per_track`` samples is resolved to a
+person of the :class:`~agents.footfall.identity.gallery.DayGallery` (the rules in time and place are there). An
+identity that ends before it has enough samples is resolved with what it has; one that never had a usable crop
+becomes a person of its own (never lost from the count, only not recognisable later). Samples keep coming after
+resolution, more slowly, up to ``max_samples_per_track``, so a long visit leaves a richer prototype for the
+person's return.
+
+Threads: the gallery has one lock; the embedder runs **outside** it, so cameras embed in parallel and never wait
+for each other's model run. One ``onnxruntime`` session serves every camera (``run`` is thread-safe). Work begun
+before :meth:`StoreIdentity.clear_day` is dropped when it comes back (the gallery's generation has moved).
+
+Privacy: crops and embeddings live only in this object's memory (crops only for the duration of one
+``observe`` call); :meth:`stats` returns counts only, and nothing here logs, writes or pickles.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.footfall.identity.config import IdentityConfig
+from agents.footfall.identity.embedder import EmbeddingArray, ReidEmbedder
+from agents.footfall.identity.gallery import DayGallery, Person, Resolution, Sighting
+from agents.footfall.identity.sampling import crop, select
+from agents.footfall.types import Tracks
+
+Embed = Callable[[list[npt.NDArray[np.uint8]]], EmbeddingArray]
+
+REFRESH_FACTOR = 4.0
+"""After resolution, samples are taken this many times less often (``sample_interval_s * REFRESH_FACTOR``)."""
+
+
+class StoreIdentity:
+    """The store's re-identification: sampling, embedding and the day gallery (module docstring).
+
+    ``embedder`` replaces the ONNX model (tests pass a function of the crops); ``clock_time`` is kept for callers
+    that want the gallery's idle expiry on their clock (default: the ``t`` passed to :meth:`observe`).
+    """
+
+    def __init__(
+        self,
+        config: IdentityConfig,
+        clock_time: Callable[[], float] | None = None,
+        *,
+        embedder: Embed | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock_time
+        if embedder is None:
+            model = ReidEmbedder(config.model, config.type, threads=config.threads, batch_size=config.batch_size)
+            self.embedder_name = model.name
+            embedder = model.embed
+        else:
+            self.embedder_name = "custom"
+        self._embed = embedder
+        self.gallery = DayGallery(config.threshold(), max_people=config.max_people)
+        self._pending: list[Resolution] = []
+        self._pending_lock = threading.Lock()
+        self._last_sweep: dict[str, float] = {}
+        self.embedded = 0
+        self.embed_s = 0.0
+
+    # --------------------------------------------------------------------------------------------- per frame
+
+    def observe(
+        self, camera: str, frame: npt.NDArray[np.uint8], tracks: Tracks, identities: Mapping[int, int], t: float
+    ) -> None:
+        """One frame of ``camera``: its confirmed ``tracks`` and the counter's track id -> identity mapping."""
+        gallery = self.gallery
+        cfg = self.config
+        with gallery.lock:
+            generation = gallery.generation
+            for tid in tracks.ids.tolist():
+                identity = identities.get(tid)
+                if identity is not None and tid >= 0:
+                    gallery.touch(camera, identity, t)
+
+            def wants_sample(identity: int) -> bool:
+                sighting = gallery.get(camera, identity)
+                if sighting is None or len(sighting.samples) >= cfg.max_samples_per_track:
+                    return False
+                interval = cfg.sample_interval_s * (REFRESH_FACTOR if sighting.uid is not None else 1.0)
+                return t - sighting.last_sample_t >= interval
+
+            candidates = select(tracks, identities, (int(frame.shape[0]), int(frame.shape[1])), cfg, wants_sample)
+        if candidates:
+            crops = [crop(frame, c.box) for c in candidates]
+            started = time.perf_counter()
+            embeddings = self._embed(crops)
+            self.embed_s += time.perf_counter() - started
+            self.embedded += len(crops)
+            with gallery.lock:
+                if gallery.generation != generation:
+                    return  # the day ended while embedding
+                for c, embedding in zip(candidates, embeddings, strict=True):
+                    sighting = gallery.get(camera, c.identity)
+                    if sighting is None:
+                        continue
+                    sighting.add(np.asarray(embedding, np.float32), t)
+                    if sighting.uid is None and len(sighting.samples) >= cfg.samples_per_track:
+                        self._resolve(sighting)
+        self._sweep(camera, t)
+
+    def ended(self, camera: str, identity: int, t: float, crossed_out: bool) -> None:
+        """The counter lost ``identity`` for good, or it crossed out of the store: resolve it now if it was not."""
+        with self.gallery.lock:
+            sighting = self.gallery.end(camera, identity)
+            if sighting is not None and sighting.uid is None:
+                self._resolve(sighting)
+
+    def _sweep(self, camera: str, t: float) -> None:
+        """Sightings not observed for ``lost_after_s`` end (a safety net for callers that never call ended())."""
+        now = self._clock() if self._clock is not None else t
+        if now - self._last_sweep.get(camera, -np.inf) < 1.0:
+            return
+        self._last_sweep[camera] = now
+        limit = self.config.lost_after_s
+        with self.gallery.lock:
+            for sighting in self.gallery.open_sightings(camera):
+                if now - sighting.last_t > limit:
+                    sighting.ended = True
+                    if sighting.uid is None:
+                        self._resolve(sighting)
+
+    def _resolve(self, sighting: Sighting) -> None:
+        resolution = self.gallery.resolve(sighting)
+        with self._pending_lock:
+            self._pending.append(resolution)
+
+    # ------------------------------------------------------------------------------------------------ queries
+
+    def person_of(self, camera: str, identity: int) -> Person | None:
+        """The person ``(camera, identity)`` resolved to; ``None`` while unresolved (or never observed)."""
+        return self.gallery.person_of(camera, identity)
+
+    def resolutions(self) -> list[Resolution]:
+        """The resolutions made since the last call (drained)."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        return pending
+
+    def clear_day(self) -> None:
+        """The day boundary: forget every person, sighting and sample (undrained resolutions are kept)."""
+        self.gallery.clear()
+        self._last_sweep.clear()
+
+    def stats(self) -> dict[str, int]:
+        """Counts only, safe for health: people, sightings, resolved, returning, merges, refused, embedded."""
+        return {**self.gallery.stats(), "embedded": self.embedded}
