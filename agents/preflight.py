@@ -5,8 +5,8 @@ not on this machine; the gateway would then start and crash-loop an agent over a
 walks the validated :class:`GatewayConfig` and returns one :class:`PathProblem` per input that is missing:
 
 * **errors**: files the gateway reads and cannot do without: TLS CA, client certificate and key, the broker
-  password file, camera video files, detector models, tag label templates. A path that exists but is a
-  folder is an error too.
+  password file, camera video files, detector models, the re-identification model, tag label templates. A
+  path that exists but is a folder is an error too.
 * **warnings**: devices that may appear later: a USB camera (``usb:N``, ``/dev/videoN``) or a serial tag
   bus port (``/dev/ttyUSB0``) that is not plugged in yet. The gateway retries those itself.
 
@@ -115,6 +115,8 @@ def _named_inputs(config: GatewayConfig) -> Iterator[_Input]:
         model = getattr(camera.detector, "model", None)
         if model is not None:
             yield _Input(("cameras", index, "detector", "model"), str(model), "file")
+    if config.footfall.identity is not None:
+        yield _Input(("footfall", "identity", "model"), str(config.footfall.identity.model), "file")
     if config.tags is not None:
         for index, bus in enumerate(config.tags.buses):
             if isinstance(bus, SerialBusConfig) and "://" not in bus.port:

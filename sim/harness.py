@@ -45,6 +45,8 @@ from agents.gateway.runtime import Gateway
 from agents.preflight import check_paths
 from protocols.mqtt_v1 import GatewayTopics
 from sim.broker import EmbeddedBroker
+from sim.clock import SimClock, SimClockConfig
+from sim.footfall_report import footfall_report, store_day_report
 from sim.loadgen import LoadgenConfig, loadgen_agents
 from sim.tag_fleet import TagFleet, TagsScenario
 
@@ -69,6 +71,12 @@ class Scenario(BaseModel):
     drain_timeout_s: float = Field(10.0, ge=0)
     ground_truth: dict[str, dict[str, dict[str, int]]] = Field(
         default_factory=dict, description="camera -> line -> expected totals (events_/visits_a_to_b/b_to_a)."
+    )
+    store_truth: dict[str, int] = Field(
+        default_factory=dict, description="The store's expected visitors, e.g. {unique_visitors: 10}."
+    )
+    clock: SimClockConfig | None = Field(
+        None, description="The store day's simulated clock (shifted, accelerated): a run that crosses a day boundary."
     )
     tags: TagsScenario | None = Field(None, description="Simulated serial tag buses and a price batch.")
     loadgen: LoadgenConfig | None = Field(None, description="Synthetic uplink traffic generated beside the gateway.")
@@ -264,7 +272,8 @@ async def run_scenario(
             config = gateway_config(scenario, broker_url, root / "gateway", extra)
             topics = GatewayTopics(config.store_id, config.gateway_id)
             sink = CloudSink(broker_url, root / "cloud.sqlite3", client_id=f"storeedge-sim-sink-{uuid.uuid4().hex[:8]}")
-            gateway = Gateway(config, extra_agents=loadgen_agents(scenario.loadgen))
+            clock = SimClock.from_config(scenario.clock, config.footfall.day) if scenario.clock else None
+            gateway = Gateway(config, extra_agents=loadgen_agents(scenario.loadgen), clock=clock)
             stop = asyncio.Event()
             started = time.monotonic()
             tag_errors: list[str] = []
@@ -281,7 +290,7 @@ async def run_scenario(
                         while (
                             (elapsed := time.monotonic() - started) < duration
                             and not gateway_task.done()
-                            and not _footage_finished(gateway)
+                            and not (_footage_finished(gateway) and not _awaiting_day(scenario, gateway))
                             and not _agent_crashed(gateway)
                             and not (fleet_task is not None and fleet_task.done())
                         ):
@@ -331,6 +340,12 @@ def _footage_finished(gateway: Gateway) -> bool:
     return bool(cameras) and all(agent["state"] == "finished" for agent in cameras)
 
 
+def _awaiting_day(scenario: Scenario, gateway: Gateway) -> bool:
+    """True while a scenario with a simulated clock has not yet seen its store day close."""
+    day = gateway.store_day
+    return scenario.clock is not None and day is not None and not day.health.counters.get("daily_records_sent")
+
+
 def _agent_crashed(gateway: Gateway) -> bool:
     """True once any agent has crashed: the run has failed, and playing on would only repeat the crash."""
     return any(agent["restarts"] > 0 for agent in gateway.snapshot().get("agents", {}).values())
@@ -350,29 +365,13 @@ def report_failures(report: dict[str, Any]) -> list[str]:
         if tags["applied"] != tags["total"]:
             failures.append(f"tags applied {tags['applied']}/{tags['total']} (failed {tags['failed']})")
         failures += [f"tags: {error}" for error in tags["errors"]]
+    daily = report.get("store_day", {}).get("daily")
+    if daily is not None:
+        if daily["repeated_record_ids"]:
+            failures.append(f"daily records arrived more than once: {', '.join(daily['repeated_record_ids'])}")
+        if report.get("expect_daily") and not daily["messages"]:
+            failures.append("the run crossed a day boundary but no counts/daily record arrived")
     return failures
-
-
-def footfall_report(scenario: Scenario, config: GatewayConfig, sink: CloudSink) -> dict[str, Any]:
-    """Per camera and line: totals of the interval records the cloud received, next to ground truth."""
-    report: dict[str, Any] = {}
-    for camera in config.cameras:
-        records = sink.store.stream_data(config.gateway_id, f"counts/{camera.name}")
-        lines: dict[str, Any] = {}
-        for line in camera.counting.lines:
-            keys = ("events_a_to_b", "events_b_to_a", "visits_a_to_b", "visits_b_to_a")
-            mine = [r for r in records if r.get("line") == line.name]
-            totals = {key: sum(int(r[key]) for r in mine) for key in keys}
-            entry: dict[str, Any] = {"measured": totals, "intervals": len(mine)}
-            expected = scenario.ground_truth.get(camera.name, {}).get(line.name)
-            if expected:
-                entry["ground_truth"] = expected
-                entry["error"] = {key: totals[key] - expected[key] for key in expected if key in totals}
-            lines[line.name] = entry
-        first_line = camera.counting.lines[0].name if camera.counting.lines else None
-        frames = sum(int(r["frames"]) for r in records if first_line and r.get("line") == first_line)
-        report[camera.name] = {"lines": lines, "frames_processed": frames}
-    return report
 
 
 def build_report(
@@ -385,6 +384,7 @@ def build_report(
     received = sum(1 for s in received_seqs if 1 <= s <= published)
     dropped = sum(stats.dropped.values())
     sink_report = sink.store.report()
+    cameras = footfall_report(config, sink, scenario.ground_truth)
     return {
         "scenario": scenario.name,
         "duration_s": round(elapsed, 2),
@@ -400,7 +400,9 @@ def build_report(
             "backlog_at_end": stats.backlog_messages,
         },
         "cloud": sink_report,
-        "footfall": footfall_report(scenario, config, sink),
+        "footfall": cameras,
+        "store_day": store_day_report(config, sink, cameras, scenario.store_truth),
+        "expect_daily": scenario.clock is not None and bool(config.cameras),
         "agents": gateway.snapshot().get("agents", {}),
     }
 
@@ -428,6 +430,17 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                     f"{truth.get('visits_a_to_b')}/{truth.get('visits_b_to_a')})"
                 )
             table.add_row(f"{camera} {line} a>b/b>a", text)
+    store = report.get("store_day")
+    if store and report.get("footfall"):
+        visitors = store["visitors"]
+        text = f"{visitors['measured']['unique_visitors']} (returning {visitors['measured']['returning']})"
+        truth = visitors.get("ground_truth", {}).get("unique_visitors")
+        if truth is not None:
+            text += f" (truth {truth})"
+        table.add_row("unique visitors" + (" (re-id)" if store["reidentification"] else ""), text)
+        for day in store["daily"]["days"]:
+            figures = ", ".join(f"{key} {day[key]}" for key in ("entries", "exits", "unique_visitors", "returning"))
+            table.add_row(f"counts/daily {day['record_id']}", figures)
     tags = report.get("tags")
     if tags:
         table.add_row("tags applied/total", f"{tags['applied']}/{tags['total']} (failed {tags['failed']})")

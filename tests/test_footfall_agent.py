@@ -82,6 +82,8 @@ async def test_camera_counts_reach_the_cloud(tmp_path: Path, mosquitto: Mosquitt
                 "visits_b_to_a",
                 "frames",
                 "complete",
+                "unique",
+                "returning",
                 "quality",
             }
             for r in records

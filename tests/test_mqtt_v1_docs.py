@@ -33,6 +33,11 @@ from agents.core.config import CommandsConfig, HeartbeatConfig
 from agents.core.supervisor import Agent, Supervisor
 from agents.footfall.agent import FootfallAgent, run_pipeline
 from agents.footfall.config import CameraConfig
+from agents.footfall.day.clock import SystemClock
+from agents.footfall.day.config import StoreDayConfig
+from agents.footfall.day.counters import DayCounters
+from agents.footfall.day.observer import StoreDay
+from agents.footfall.day.record import DAILY_STREAM
 from agents.footfall.sources import Frame, SourceStats
 from agents.footfall.types import Detections
 from agents.gateway.config import GatewayConfig
@@ -55,6 +60,7 @@ PRODUCERS = {
     "agents/heartbeat.py": {"heartbeat", "health"},
     "agents/uplink/commands.py": {"cmd/result"},
     "agents/footfall/agent.py": {"counts/<camera>"},
+    "agents/footfall/day/agent.py": {"counts/daily"},
     "agents/tags/service/state.py": {"tags/state"},
     "sim/loadgen.py": {"load/<n>"},
 }
@@ -160,6 +166,7 @@ def code_streams() -> set[str]:
         mqtt_v1.COMMAND_RESULT,
         RESULTS_STREAM,
         footfall.stream.replace("door", "<camera>"),
+        DAILY_STREAM,
         loadgen_stream(7).replace("7", "<n>"),
     }
 
@@ -294,7 +301,9 @@ def test_counts_record_fields(documented_streams: dict[str, str]) -> None:
             return Detections.empty()
 
     records: list[dict[str, Any]] = []
-    run_pipeline(_camera(), Source(), Detector(), records.extend, {})  # type: ignore[arg-type]
+    counters = DayCounters(StoreDayConfig(), store_id="s", gateway_id="g", now=0.0)
+    store_day = StoreDay(StoreDayConfig(), counters, clock=SystemClock())  # the gateway always has one
+    run_pipeline(_camera(), Source(), Detector(), records.extend, {}, store_day)  # type: ignore[arg-type]
     lines = [r for r in records if "line" in r]
     zones = [r for r in records if "zone" in r]
     assert lines and zones and any(not r["complete"] for r in records)
@@ -304,6 +313,21 @@ def test_counts_record_fields(documented_streams: dict[str, str]) -> None:
     assert set(zones[0]) == common | zone_fields
     quality_row = next(row for row in body.splitlines() if row.startswith("| `quality`"))
     assert set(re.findall(r"`(\w+)`", quality_row.split("|")[3])) == set(lines[0]["quality"])
+
+
+def test_daily_record_fields(documented_streams: dict[str, str]) -> None:
+    counters = DayCounters(StoreDayConfig(), store_id="store-042", gateway_id="gw-1", now=1_773_500_000.0)
+    counters.crossing("door", "a_to_b", 1_773_500_000.0)
+    counters.quality("door", frames_skipped=3, downtime_s=1.5)
+    (record,) = counters.roll(1_773_600_000.0)
+    data = counters.pending[0].data
+    assert data == record.as_dict()
+    body = documented_streams[DAILY_STREAM]
+    assert _table_fields(body) == set(data)
+    cameras_row = next(row for row in body.splitlines() if row.startswith("| `cameras`"))
+    assert set(re.findall(r"`(\w+)`", cameras_row.split("|")[3])) == set(data["cameras"]["door"])
+    example = json.loads(re.findall(r"```json\n(.*?)```", body, re.S)[0])
+    assert set(example) == set(data)
 
 
 async def test_tags_state_fields(documented_streams: dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 """The gateway's root configuration: one YAML file per gateway, validated once at start-up.
 
 :class:`GatewayConfig` gathers the core sections (broker, outbox, commands, heartbeat, runtime, from
-:mod:`agents.core.config`) and the feature sections (``cameras``, ``tags``). Validation errors name the
+:mod:`agents.core.config`) and the feature sections (``cameras``, ``footfall``, ``tags``). Validation errors name the
 field and the YAML line (:func:`agents.core.config.validate_yaml`); unknown keys are rejected.
 
 The simulator's synthetic load is not a gateway setting: the simulator configures it itself
@@ -27,6 +27,8 @@ from agents.core.config import (
     validate_yaml,
 )
 from agents.footfall.config import CameraConfig
+from agents.footfall.day.record import DAILY_STREAM
+from agents.footfall.day.section import FootfallConfig
 from agents.tags.config import TagsConfig
 
 __all__ = ["GatewayConfig", "load_config", "parse_config"]
@@ -44,6 +46,10 @@ class GatewayConfig(StrictModel):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     cameras: list[CameraConfig] = Field(default_factory=list, description="Footfall cameras (one agent each).")
+    footfall: FootfallConfig = Field(
+        default_factory=FootfallConfig,
+        description="The store day of the cameras (boundary, time zone), re-identification and staff.",
+    )
     tags: TagsConfig | None = Field(None, description="E-ink tag buses and the tag service.")
 
     @field_validator("cameras")
@@ -53,6 +59,9 @@ class GatewayConfig(StrictModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        reserved = DAILY_STREAM.removeprefix("counts/")
+        if reserved in names:
+            raise ValueError(f"a camera may not be called {reserved!r}: counts/{reserved} is the store's daily record")
         return cameras
 
     @property

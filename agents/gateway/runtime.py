@@ -5,6 +5,10 @@ producers stop first, the uplink drains the outbox for up to ``runtime.shutdown_
 a retained ``{"online": false, "reason": "shutdown"}``, then the outbox is checkpointed and closed.
 Whatever could not be sent stays on disk and goes out after the next start.
 
+With cameras, one store-level :class:`~agents.footfall.day.agent.StoreDayAgent` is shared by all of them: its
+observer sees every camera's frames (re-identification and the staff policy when configured), and it closes
+the store day and publishes ``counts/daily``. It starts before the cameras, so it drains after them.
+
 One state directory belongs to one running gateway: an exclusive ``flock`` on ``<state_dir>/gateway.lock``
 turns an accidental second instance into a clear error instead of two writers on one outbox.
 """
@@ -19,16 +23,20 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.core.errors import GatewayLockedError
 from agents.core.supervisor import Agent, Supervisor
+from agents.footfall.day.clock import Clock
 from agents.gateway.config import GatewayConfig
 from agents.heartbeat import HeartbeatAgent
 from agents.uplink.commands import CommandAgent, NoArgs
 from agents.uplink.link import UplinkAgent
 from agents.uplink.outbox import Outbox
 from protocols.mqtt_v1 import GatewayTopics
+
+if TYPE_CHECKING:
+    from agents.footfall.day.agent import StoreDayAgent
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,8 @@ class Gateway:
     """All agents of one gateway, wired together.
 
     ``extra_agents`` adds agents built on the running gateway (its outbox, its commands): the simulator's load
-    generator plugs in here, from above, so the production runtime knows nothing of it.
+    generator plugs in here, from above, so the production runtime knows nothing of it. ``clock`` is the store
+    day's clock (default: the system clock); the simulator passes an accelerated one to cross a day boundary.
     """
 
     def __init__(
@@ -64,10 +73,13 @@ class Gateway:
         config: GatewayConfig,
         *,
         extra_agents: Callable[[Gateway], list[Agent]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.topics = GatewayTopics(config.store_id, config.gateway_id)
         self._extra_agents = extra_agents
+        self.clock = clock
+        self.store_day: StoreDayAgent | None = None  # built with the agents when the gateway has cameras
         self.outbox: Outbox | None = None
         self.uplink: UplinkAgent | None = None
         self.commands: CommandAgent | None = None
@@ -99,9 +111,7 @@ class Gateway:
             agents: list[Agent] = [uplink, commands]
             agents.append(HeartbeatAgent(config.heartbeat, outbox, self.snapshot))
             if config.cameras:
-                from agents.footfall.agent import FootfallAgent
-
-                agents.extend(FootfallAgent(camera, outbox) for camera in config.cameras)
+                agents.extend(await self._footfall_agents(outbox))
             tag_service = None
             if config.tags is not None:
                 from agents.tags.service import TagServiceAgent
@@ -137,6 +147,34 @@ class Gateway:
                 await commands.aclose()
                 await outbox.aclose()
         log.info("gateway %s stopped", config.gateway_id)
+
+
+    async def _footfall_agents(self, outbox: Outbox) -> list[Agent]:
+        """The store day (with re-identification and staff when configured) and one agent per camera."""
+        from agents.footfall.agent import FootfallAgent
+        from agents.footfall.day.agent import StoreDayAgent
+
+        config = self.config
+        section = config.footfall
+        identity = None
+        if section.identity is not None:
+            from agents.footfall.identity import StoreIdentity
+
+            identity = await asyncio.to_thread(StoreIdentity, section.identity)  # loads the ONNX model
+        day = StoreDayAgent(
+            section.day,
+            outbox,
+            store_id=config.store_id,
+            gateway_id=config.gateway_id,
+            state_dir=config.state_dir,
+            clock=self.clock,
+            identity=identity,
+        )
+        self.store_day = day
+        cameras = [FootfallAgent(camera, outbox, day.store_day) for camera in config.cameras]
+        for agent in cameras:
+            day.watch_camera(agent.camera.name, agent.source_totals)
+        return [day, *cameras]
 
 
 async def run_until_signalled(gateway: Gateway) -> None:

@@ -49,9 +49,9 @@ class CameraObserver(Protocol):
     ) -> None:
         """One frame: its image (never kept), confirmed tracks, track id -> identity, the counter's update."""
 
-    def interval_fields(self, camera: str, quality: Mapping[str, float]) -> dict[str, int]:
-        """An interval of ``camera`` closed with data ``quality`` (frames skipped, downtime); returns the fields
-        its records gain: ``{"unique": n, "returning": m}`` decided on this camera since the last call."""
+    def interval_fields(self, camera: str) -> dict[str, int]:
+        """An interval of ``camera`` closed; returns the fields its records gain: ``{"unique": n, "returning": m}``,
+        the visitors decided on this camera since the last call."""
 
     def camera_ended(self, camera: str, t: float) -> None:
         """The camera's stream ended (file end, shutdown): every identity it still held has ended."""
