@@ -1,4 +1,5 @@
-"""Tests for the gateway configuration (``agents/core/config.py``) and ``storeedge config check``.
+"""Tests for the gateway configuration (``agents/core/config.py``, ``agents/gateway/config.py``) and
+``storeedge config check``.
 
 Covers: a minimal valid config and its defaults; unknown keys (top level and nested), wrong types,
 missing fields and cross-field rules, each reported as a :class:`ConfigError` naming the dotted field and
