@@ -19,14 +19,17 @@ What this module adds on top of bumble:
   advertising tags that is quadratic work for nothing, so advertising reports go only to controllers that scan or
   have a connection pending (the only ones bumble's controller would act on).
 
-Not modelled: RF range, collisions, channel maps, connection intervals (the link delivers on the next loop turn);
-PAwR (bumble has none: see :mod:`sim.ble.pawr`). Simulated time lives in the tags' timing model instead.
+RSSI is bumble's fixed -50 dBm unless :meth:`VirtualRadio.set_rssi` sets one per advertiser (emulated badges walk
+in and out of range with it). Not modelled: RF range, collisions, channel maps, connection intervals (the link
+delivers on the next loop turn); PAwR (bumble has none: see :mod:`sim.ble.pawr`). Simulated time lives in the
+tags' timing model instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 from collections.abc import Coroutine, Iterator
@@ -77,6 +80,8 @@ class _FilteredLink(LocalLink):
         super().__init__()  # type: ignore[no-untyped-call]
         self.observers: set[Controller] = set()
         """Controllers that may scan, connect or sync (the adapter); tags only advertise and are not in here."""
+        self.rssi_dbm: dict[str, int] = {}
+        """RSSI the observers measure per advertiser address (see :meth:`VirtualRadio.set_rssi`)."""
         self._by_address: dict[str, Controller] = {}
 
     def find_le_controller(self, address: hci.Address) -> Controller | None:
@@ -106,6 +111,16 @@ class _FilteredLink(LocalLink):
             loop.call_soon(controller.on_ll_advertising_pdu, packet)
 
 
+_ReportT = TypeVar(
+    "_ReportT", hci.HCI_LE_Advertising_Report_Event.Report, hci.HCI_LE_Extended_Advertising_Report_Event.Report
+)
+
+
+def _with_rssi(report: _ReportT, rssi_dbm: dict[str, int]) -> _ReportT:
+    """``report`` with the RSSI set for its advertiser, if one is."""
+    return dataclasses.replace(report, rssi=rssi_dbm.get(str(report.address).split("/")[0], report.rssi))
+
+
 class _RadioController(Controller):
     """bumble's controller, completing a cancelled LE connection attempt as the spec requires.
 
@@ -125,6 +140,17 @@ class _RadioController(Controller):
     def __init__(self, name: str, *, link: LocalLink, public_address: str) -> None:
         super().__init__(name, link=link, public_address=public_address)
         self.le_acl_data_packet_length = self.LE_DATA_LENGTH
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        """bumble reports every advertisement at -50 dBm: apply the link's per-advertiser RSSI where one is set."""
+        rssi = self.link.rssi_dbm if isinstance(self.link, _FilteredLink) else None
+        if rssi:
+            # New events: bumble serialises an event once, when it is built.
+            if isinstance(packet, hci.HCI_LE_Advertising_Report_Event):
+                packet = hci.HCI_LE_Advertising_Report_Event([_with_rssi(r, rssi) for r in packet.reports])
+            elif isinstance(packet, hci.HCI_LE_Extended_Advertising_Report_Event):
+                packet = hci.HCI_LE_Extended_Advertising_Report_Event([_with_rssi(r, rssi) for r in packet.reports])
+        super().send_hci_packet(packet)
 
     def on_hci_le_create_connection_command(self, command: hci.HCI_LE_Create_Connection_Command) -> None:
         super().on_hci_le_create_connection_command(command)
@@ -240,6 +266,17 @@ class VirtualRadio:
         if controller is not None and controller in self.link.controllers:
             self.link.remove_controller(controller)
             self.link.observers.discard(controller)
+
+    def set_rssi(self, address: str, dbm: int | None) -> None:
+        """The RSSI at which the adapter hears ``address`` from now on (``None``: bumble's fixed -50 dBm).
+
+        The radio has no distances; this is how an emulated device walks towards or away from the gateway (the
+        staff badges of :mod:`sim.ble.badges`).
+        """
+        if dbm is None:
+            self.link.rssi_dbm.pop(address.upper(), None)
+        else:
+            self.link.rssi_dbm[address.upper()] = dbm
 
     def device(self, address: str) -> Device:
         """The device with ``address`` (KeyError if none)."""
