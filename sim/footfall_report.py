@@ -81,8 +81,6 @@ def store_day_report(
             "messages": len(daily),
             "record_ids": sorted(ids),
             "repeated_record_ids": sorted(rid for rid, n in ids.items() if n > 1),
-            "days": [
-                {"record_id": r.get("record_id"), **{key: r.get(key) for key in DAILY_SUMMARY}} for r in daily
-            ],
+            "days": [{"record_id": r.get("record_id"), **{key: r.get(key) for key in DAILY_SUMMARY}} for r in daily],
         },
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agents.core.config import (
     ID_PATTERN,
@@ -29,6 +29,7 @@ from agents.core.config import (
 from agents.footfall.config import CameraConfig
 from agents.footfall.day.record import DAILY_STREAM
 from agents.footfall.day.section import FootfallConfig
+from agents.footfall.staff import check_staff_zones
 from agents.tags.config import TagsConfig
 
 __all__ = ["GatewayConfig", "load_config", "parse_config"]
@@ -63,6 +64,13 @@ class GatewayConfig(StrictModel):
         if reserved in names:
             raise ValueError(f"a camera may not be called {reserved!r}: counts/{reserved} is the store's daily record")
         return cameras
+
+    @model_validator(mode="after")
+    def _staff_zones_exist(self) -> GatewayConfig:
+        staff = self.footfall.staff
+        if staff is not None:
+            check_staff_zones(staff, {c.name: [zone.name for zone in c.counting.zones] for c in self.cameras})
+        return self
 
     @property
     def outbox_path(self) -> Path:

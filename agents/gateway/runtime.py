@@ -150,7 +150,8 @@ class Gateway:
 
 
     async def _footfall_agents(self, outbox: Outbox) -> list[Agent]:
-        """The store day (with re-identification and staff when configured) and one agent per camera."""
+        """The store day (with re-identification and staff when configured), the staff policy's badge scanner,
+        and one agent per camera, in that order (so the cameras drain first and the store day last)."""
         from agents.footfall.agent import FootfallAgent
         from agents.footfall.day.agent import StoreDayAgent
 
@@ -161,6 +162,14 @@ class Gateway:
             from agents.footfall.identity import StoreIdentity
 
             identity = await asyncio.to_thread(StoreIdentity, section.identity)  # loads the ONNX model
+        staff = None
+        if section.staff is not None:
+            from agents.footfall.staff.policy import build_staff_policy
+
+            zones = {camera.name: [zone.name for zone in camera.counting.zones] for camera in config.cameras}
+            staff = build_staff_policy(
+                section.staff, zones, person_of=identity.person_of if identity is not None else None
+            )
         day = StoreDayAgent(
             section.day,
             outbox,
@@ -169,12 +178,13 @@ class Gateway:
             state_dir=config.state_dir,
             clock=self.clock,
             identity=identity,
+            staff=staff,
         )
         self.store_day = day
         cameras = [FootfallAgent(camera, outbox, day.store_day) for camera in config.cameras]
         for agent in cameras:
             day.watch_camera(agent.camera.name, agent.source_totals)
-        return [day, *cameras]
+        return [day, *(staff.agents() if staff is not None else []), *cameras]
 
 
 async def run_until_signalled(gateway: Gateway) -> None:

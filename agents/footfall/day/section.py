@@ -4,6 +4,7 @@
 footfall:
   day: {boundary: "04:00", timezone: Europe/Berlin}       # when the store day ends (the daily record)
   identity: {type: omz, model: /etc/storeedge/models/reid.onnx}   # optional: off unless configured
+  staff: {zones: {door: [back-office]}}                    # optional: staff zones and BLE badges
 ```
 
 Kept apart from :mod:`agents.footfall.day.config` because it gathers the sections of the identity and staff
@@ -17,6 +18,7 @@ from pydantic import Field
 from agents.core.config import StrictModel
 from agents.footfall.day.config import StoreDayConfig
 from agents.footfall.identity import IdentityConfig
+from agents.footfall.staff import StaffConfig
 
 __all__ = ["FootfallConfig"]
 
@@ -31,4 +33,7 @@ class FootfallConfig(StrictModel):
             "Appearance re-identification across re-entries and doors (off unless configured; the models'"
             " training data restricts commercial use: docs/privacy.md)."
         ),
+    )
+    staff: StaffConfig | None = Field(
+        None, description="Staff zones and BLE staff badges: their crossings are counted apart, never as visitors."
     )
