@@ -14,6 +14,11 @@ Two rules, either one makes a crossing a staff crossing:
   crossing). Badges mark the crossing, not the person: a customer next to a staff member at the door must not
   become staff for the day.
 
+Badge sightings and crossings meet on the gateway's own clock (``clock``, monotonic by default): a sighting is
+stamped when the scanner hears it, a crossing when its frame is judged, not with the frame's timestamp. A live
+camera judges a frame a few tens of milliseconds after it was taken, well inside the window; a replayed file's
+timestamps (media time from the start of the replay, at any replay speed) have no relation to the radio at all.
+
 Zones are checked first, so a staff member with a badge who is already known from a zone does not use up the
 badge's presence. ``observe`` runs on each camera's worker thread before that frame's crossings are judged.
 """
@@ -21,6 +26,7 @@ badge's presence. ``observe`` runs on each camera's worker thread before that fr
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -53,8 +59,10 @@ class StaffRules:
         sightings: BadgeSightings | None = None,
         scanner: BadgeScannerAgent | None = None,
         person_of: PersonOf | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock
         self._zones = {camera: frozenset(names) for camera, names in config.zones.items() if names}
         self._badge_cameras = None if config.badge_cameras is None else frozenset(config.badge_cameras)
         if sightings is None and config.badges:
@@ -88,14 +96,15 @@ class StaffRules:
                     self._counts["zone_entries"] += 1
 
     def is_staff(self, camera: str, identity: int, event: CrossingEvent, t: float) -> bool:
-        """Staff if the identity (or its person) is staff today, or if a badge was near the door at ``t``."""
+        """Staff if the identity (or its person) is staff today, or if a badge is near the door now (on
+        ``clock``: see the module docstring; ``t``, the frame's time, is not compared with sightings)."""
         if self._zone_staff(camera, identity):
             with self._lock:
                 self._counts["zone_crossings"] += 1
             return True
         if self.sightings is None or (self._badge_cameras is not None and camera not in self._badge_cameras):
             return False
-        if self.sightings.badge_near(t) is None:
+        if self.sightings.badge_near(self.clock()) is None:
             return False
         with self._lock:
             self._counts["badge_crossings"] += 1
@@ -158,17 +167,14 @@ def build_staff_policy(
 ) -> StaffRules:
     """The store's policy from ``footfall.staff`` and the cameras (name -> the zone names of its counting
     config), with its badge scanner when badges are configured. ``person_of`` is the re-identification's
-    ``StoreIdentity.person_of`` (None without re-identification); ``clock`` the cameras' time base (default:
-    the wall clock, which is what cameras and replayed files use).
+    ``StoreIdentity.person_of`` (None without re-identification); ``clock`` is where the scanner's
+    sightings and the judged crossings meet (default ``time.monotonic``; see the module docstring).
 
     Raises ``ValueError`` naming staff zones or badge cameras the cameras do not have, and
     :class:`~agents.core.errors.ConfigError` for a scanner backend that cannot be loaded.
     """
     check_staff_zones(config, camera_zones)
+    clock = clock or time.monotonic
     sightings = BadgeSightings(window_s=config.window_s) if config.badges else None
-    scanner = None
-    if sightings is not None:
-        scanner = (
-            BadgeScannerAgent(config, sightings) if clock is None else BadgeScannerAgent(config, sightings, clock=clock)
-        )
-    return StaffRules(config, sightings=sightings, scanner=scanner, person_of=person_of)
+    scanner = BadgeScannerAgent(config, sightings, clock=clock) if sightings is not None else None
+    return StaffRules(config, sightings=sightings, scanner=scanner, person_of=person_of, clock=clock)

@@ -3,7 +3,8 @@
 :class:`BadgeScannerAgent` runs a bleak :class:`~bleak.BleakScanner` with a detection callback for as long as
 the gateway runs. Each advertisement is parsed by the sans-IO codec (:mod:`protocols.beacons`: iBeacon,
 Eddystone-UID); one of the configured badges heard at or above ``rssi_min_dbm`` becomes a sighting in
-:class:`~agents.footfall.staff.sightings.BadgeSightings`, stamped with the cameras' time base (``clock``).
+:class:`~agents.footfall.staff.sightings.BadgeSightings`, stamped with the policy's ``clock`` (monotonic: the
+crossings it is compared with are stamped on the same clock when they are judged).
 Every other advertisement (phones, tags, other beacons) is dropped in the callback: nothing about it is kept.
 
 The callback runs on the event loop and only parses bytes and takes a short lock; bleak does the I/O. The bleak
@@ -74,7 +75,7 @@ class BadgeScannerAgent(Agent):
         config: StaffConfig,
         sightings: BadgeSightings,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         name: str = "staff-badges",
         restart_min_s: float = 1.0,
         restart_max_s: float = 60.0,

@@ -30,7 +30,8 @@ class _Presence:
 
 
 class BadgeSightings:
-    """Thread-safe presences of staff badges (module docstring). Times are the cameras' frame times."""
+    """Thread-safe presences of staff badges (module docstring). Times are seconds on one clock chosen by the
+    caller (the staff policy's: monotonic)."""
 
     def __init__(self, *, window_s: float, max_badges: int = 1024) -> None:
         if window_s <= 0:
