@@ -11,7 +11,8 @@
 * Every JSON example in ``mqtt_v1.md`` parses.
 * Every ``storeedge ...`` and ``flash.py ...`` command line in the README and ``docs/`` parses with the real
   argument parsers, so a renamed or removed flag breaks this test rather than a technician's first hour.
-* ``examples/gateway.yaml`` passes ``storeedge config check`` and shows a camera and tags.
+* ``examples/gateway.yaml`` passes ``storeedge config check`` and shows a camera, the store day (with the
+  re-identification model path commented out) and tags.
 """
 
 from __future__ import annotations
@@ -444,3 +445,5 @@ def test_example_config_passes_config_check(capsys: pytest.CaptureFixture[str]) 
     assert "OK" in capsys.readouterr().out
     config = GatewayConfig.model_validate(yaml.safe_load(example.read_text(encoding="utf-8")))
     assert config.cameras and config.tags is not None
+    text = example.read_text(encoding="utf-8")
+    assert "footfall" in config.model_fields_set and "# identity:" in text and "#   model:" in text
