@@ -44,6 +44,7 @@ from agents.gateway.config import GatewayConfig
 from agents.gateway.runtime import Gateway
 from agents.preflight import check_paths
 from protocols.mqtt_v1 import GatewayTopics
+from sim.ble.badges import BadgeScenario, scenario_badges
 from sim.broker import EmbeddedBroker
 from sim.clock import SimClock, SimClockConfig
 from sim.footfall_report import footfall_report, store_day_report
@@ -79,6 +80,9 @@ class Scenario(BaseModel):
         None, description="The store day's simulated clock (shifted, accelerated): a run that crosses a day boundary."
     )
     tags: TagsScenario | None = Field(None, description="Simulated serial tag buses and a price batch.")
+    badges: BadgeScenario | None = Field(
+        None, description="Emulated staff badges on the radio, following a camera's footage (sim/ble/badges.py)."
+    )
     loadgen: LoadgenConfig | None = Field(None, description="Synthetic uplink traffic generated beside the gateway.")
 
 
@@ -274,6 +278,8 @@ async def run_scenario(
             sink = CloudSink(broker_url, root / "cloud.sqlite3", client_id=f"storeedge-sim-sink-{uuid.uuid4().hex[:8]}")
             clock = SimClock.from_config(scenario.clock, config.footfall.day) if scenario.clock else None
             gateway = Gateway(config, extra_agents=loadgen_agents(scenario.loadgen), clock=clock)
+            if scenario.badges is not None:
+                await astack.enter_async_context(scenario_badges(scenario.badges, gateway.snapshot))
             stop = asyncio.Event()
             started = time.monotonic()
             tag_errors: list[str] = []

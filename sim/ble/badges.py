@@ -13,28 +13,32 @@ it). Where it is comes down to two things the scanner can tell apart:
 - **presence**: ``rssi_dbm=None`` stops its advertising altogether (out of range, or the badge in a locker).
 
 :class:`BadgeFleet` drives several badges through their schedules (``[{at_s, rssi_dbm}]``) against a clock the
-caller chooses: the cameras' frame time in a footage run, so that "in range when person 2 crosses" holds at any
-replay speed. bumble 0.0.236's controller sends only connectable advertising PDUs (ADV_IND), so the emulated
-badges advertise connectable where a real badge is usually not; nothing connects to them and the scanner does
-not care.
+caller chooses. In a scenario (``badges:``, :class:`BadgeScenario`) that is the door camera's footage time
+(:func:`footage_clock`: frames read / frame rate, from the gateway's health snapshot), so that "in range when
+person 2 crosses" holds at any replay speed, however fast the detector keeps up; :func:`scenario_badges` puts
+the fleet on the air for the length of a run.
+
+bumble 0.0.236's controller sends only connectable advertising PDUs (ADV_IND), so the emulated badges advertise
+connectable where a real badge is usually not; nothing connects to them and the scanner does not care.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Literal
 from uuid import UUID
 
 from bumble.device import Device
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from protocols.beacons import Beacon, EddystoneUid, IBeacon
-from sim.ble.radio import VirtualRadio
+from sim.ble.radio import RadioClosedError, VirtualRadio, current_radio, use_radio
 
-__all__ = ["BadgeFleet", "BadgeSpec", "BadgeStep", "EmulatedBadge"]
+__all__ = ["BadgeFleet", "BadgeScenario", "BadgeSpec", "BadgeStep", "EmulatedBadge", "footage_clock", "scenario_badges"]
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +199,59 @@ class BadgeFleet:
         for badge in self.badges:
             await badge.close()
         self.badges.clear()
+
+
+class BadgeScenario(_Model):
+    """A scenario's ``badges:``: emulated badges whose schedules follow one camera's footage time."""
+
+    camera: str = Field(
+        description="The camera whose footage time (seconds since its first frame) drives the schedules."
+    )
+    poll_s: float = Field(0.05, gt=0, le=1, description="How often the schedules are applied.")
+    badges: list[BadgeSpec] = Field(min_length=1)
+
+
+def footage_clock(snapshot: Callable[[], Mapping[str, Any]], camera: str) -> Callable[[], float]:
+    """Seconds of ``camera``'s footage read so far (0 before its first frame), from a gateway health ``snapshot``
+    (the footfall agent's source statistics: frames read and the file's frame rate)."""
+
+    def media_time() -> float:
+        agent = snapshot().get("agents", {}).get(f"footfall-{camera}") or {}
+        source = agent.get("source") or {}
+        fps = source.get("native_fps")
+        return float(source.get("frames_read", 0)) / fps if fps else 0.0
+
+    return media_time
+
+
+@contextlib.asynccontextmanager
+async def scenario_badges(
+    scenario: BadgeScenario, snapshot: Callable[[], Mapping[str, Any]]
+) -> AsyncIterator[BadgeFleet]:
+    """The scenario's badges on the air, following the footage of ``scenario.camera`` (``snapshot`` is the
+    gateway's), until the block ends. They use the radio already registered (a scenario's Bluetooth tags), or a new
+    one registered with :func:`~sim.ble.radio.use_radio`, so the gateway's scanner backend
+    (``sim.ble:BumbleBleakScanner``) finds it."""
+    try:
+        radio = current_radio()
+        own: VirtualRadio | None = None
+    except RadioClosedError:
+        radio = own = VirtualRadio()
+    with contextlib.ExitStack() as registered:
+        if own is not None:
+            registered.enter_context(use_radio(own))
+        fleet = BadgeFleet(
+            radio, scenario.badges, clock=footage_clock(snapshot, scenario.camera), start=0.0, poll_s=scenario.poll_s
+        )
+        try:
+            await fleet.astart()
+            task = asyncio.get_running_loop().create_task(fleet.run(), name="sim:badges")
+            try:
+                yield fleet
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await fleet.aclose()
+            if own is not None:
+                await own.close()
