@@ -21,8 +21,16 @@ from bleak.exc import BleakError
 from agents.footfall.staff import BadgeSightings, StaffConfig
 from agents.footfall.staff.scanner import BadgeScannerAgent
 from protocols.beacons import EddystoneUid, IBeacon, beacon_from_fields
-from sim.ble import BumbleBleakScanner, VirtualRadio, use_radio
-from sim.ble.badges import BadgeFleet, BadgeSpec, BadgeStep, EmulatedBadge
+from sim.ble import BumbleBleakScanner, RadioClosedError, VirtualRadio, current_radio, use_radio
+from sim.ble.badges import (
+    BadgeFleet,
+    BadgeScenario,
+    BadgeSpec,
+    BadgeStep,
+    EmulatedBadge,
+    footage_clock,
+    scenario_badges,
+)
 from tests.conftest import wait_for
 
 STAFF_UUID = uuid.UUID("E2C56DB5-DFFB-48D2-B060-D0F5A71096E0")
@@ -223,3 +231,39 @@ def test_unknown_scanner_backend_is_a_config_error() -> None:
         BadgeScannerAgent(_staff(scanner_backend="sim.ble:NoSuchScanner"), BadgeSightings(window_s=1))
     with pytest.raises(ConfigError, match="is not a bleak scanner backend"):
         BadgeScannerAgent(_staff(scanner_backend="sim.ble:VirtualRadio"), BadgeSightings(window_s=1))
+
+
+# -- a scenario's badges: on the air for a run, on the camera's footage clock --------------------------------------
+
+
+def _snapshot(frames_read: int, fps: float | None = 10.0) -> dict[str, Any]:
+    source = {"frames_read": frames_read, "native_fps": fps}
+    return {"agents": {"footfall-door": {"source": source}, "uplink": {}}}
+
+
+def test_footage_clock_reads_the_camera_s_frames() -> None:
+    assert footage_clock(lambda: _snapshot(25), "door")() == 2.5
+    assert footage_clock(lambda: _snapshot(25, fps=None), "door")() == 0.0  # not opened yet
+    assert footage_clock(lambda: {}, "door")() == 0.0  # the gateway has not started
+    assert footage_clock(lambda: _snapshot(25), "side")() == 0.0
+
+
+async def test_scenario_badges_follow_the_footage_and_leave_no_radio_behind() -> None:
+    frames = [0]
+    scenario = BadgeScenario.model_validate(
+        {
+            "camera": "door",
+            "poll_s": 0.01,
+            "badges": [{"type": "ibeacon", "uuid": str(STAFF_UUID), "schedule": [{"at_s": 2, "rssi_dbm": -60}]}],
+        }
+    )
+    async with scenario_badges(scenario, lambda: _snapshot(frames[0])) as fleet:
+        radio = current_radio()  # registered for the gateway's scanner backend
+        (badge,) = fleet.badges
+        assert badge.rssi_dbm is None
+        frames[0] = 20  # two seconds of footage read
+        await wait_for(lambda: badge.rssi_dbm == -60, timeout=2, what="the badge to come into range")
+        assert {adv.rssi for adv in await _heard()} == {-60}
+    assert radio.closed
+    with pytest.raises(RadioClosedError):
+        current_radio()
