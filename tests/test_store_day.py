@@ -56,7 +56,7 @@ class FakeClock:
         return self.t
 
 
-# ---- the calendar -----------------------------------------------------------------------------------------------
+# ---- the calendar -------------------------------------------------------------------------------------------------
 
 
 def _at(text: str) -> float:
@@ -123,7 +123,7 @@ def test_bad_footfall_settings_name_their_field() -> None:
     assert staffed.footfall.staff is not None
 
 
-# ---- the day counters -------------------------------------------------------------------------------------------
+# ---- the day counters ---------------------------------------------------------------------------------------------
 
 
 def _counters(tmp_path: Path | None = None, *, now: float = NOON, reid: bool = False) -> DayCounters:
@@ -399,7 +399,7 @@ def test_the_day_boundary_closes_the_day_and_forgets_everyone() -> None:
     assert store.figures() == (1, 0, 1, 0)
 
 
-# ---- the agent: exactly once ----------------------------------------------------------------------------------------
+# ---- the agent: exactly once --------------------------------------------------------------------------------------
 
 
 async def _daily_rows(outbox: Outbox) -> list[dict[str, Any]]:
@@ -492,7 +492,7 @@ async def test_camera_downtime_is_booked_while_the_camera_is_down(tmp_path: Path
     assert (door["downtime_s"], door["frames_skipped"]) == (6.0, 12)
 
 
-# ---- the frame loop -------------------------------------------------------------------------------------------------
+# ---- the frame loop -----------------------------------------------------------------------------------------------
 
 
 def test_interval_records_carry_unique_and_returning() -> None:
@@ -538,7 +538,7 @@ def test_interval_records_carry_unique_and_returning() -> None:
     assert counters.snapshot()["unique_visitors"] == sum(r["unique"] for r in records)
 
 
-# ---- the simulator: a day boundary in seconds (acceptance 7) --------------------------------------------------------
+# ---- the simulator: a day boundary in seconds (acceptance 7) ------------------------------------------------------
 
 
 async def test_day_boundary_scenario_delivers_the_daily_record_exactly_once(tmp_path: Path) -> None:
@@ -560,3 +560,74 @@ async def test_day_boundary_scenario_delivers_the_daily_record_exactly_once(tmp_
         "missing": 0,
     }
     assert report["uplink"]["duplicates"] == 0
+
+
+# ---- wiring and threads -------------------------------------------------------------------------------------------
+
+
+async def test_one_store_day_is_shared_by_the_cameras_of_the_gateway(tmp_path: Path) -> None:
+    from agents.footfall.agent import FootfallAgent
+    from agents.gateway.runtime import Gateway
+    from tests.conftest import gateway_config
+
+    def camera(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "source": {"url": f"{name}.mp4"},
+            "detector": {"type": "yolox"},
+            "counting": {
+                "lines": [{"name": "door", "p1": [0, 0], "p2": [10, 0]}],
+                "zones": [{"name": "office", "polygon": [[0, 0], [9, 0], [9, 9], [0, 9]]}],
+            },
+        }
+
+    config = gateway_config(
+        tmp_path,
+        "mqtt://127.0.0.1:1",
+        cameras=[camera("front"), camera("side")],
+        footfall={"staff": {"zones": {"side": ["office"]}}},
+    )
+    gateway = Gateway(config)
+    agents = await gateway._footfall_agents(None)  # type: ignore[arg-type]
+    assert [agent.name for agent in agents] == ["store-day", "footfall-front", "footfall-side"]
+    day = gateway.store_day
+    assert day is not None and agents[0] is day
+    cameras = [agent for agent in agents if isinstance(agent, FootfallAgent)]
+    assert all(agent.observer is day.store_day for agent in cameras)
+    assert day.store_day.staff is not None and day.store_day.identity is None
+    assert set(day.counters.snapshot()["cameras"]) == {"front", "side"}
+
+
+def test_cameras_on_their_own_threads_count_into_one_day() -> None:
+    import threading
+
+    store = Day()
+    per_camera = 500
+
+    def camera(name: str) -> None:
+        for vid in range(1, per_camera + 1):
+            store.frame(name, float(vid), [vid], (vid, "a_to_b"))
+
+    threads = [threading.Thread(target=camera, args=(f"cam{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.figures() == (4 * per_camera, 0, 4 * per_camera, 0)
+    fields = [store.day.interval_fields(f"cam{i}") for i in range(4)]
+    assert fields == [{"unique": per_camera, "returning": 0}] * 4
+
+
+def test_the_simulated_clock() -> None:
+    from pydantic import ValidationError
+
+    from sim.clock import SimClock, SimClockConfig
+
+    clock = SimClock.from_config(SimClockConfig(before_boundary_s=30, rate=10), BERLIN, now=NOON)
+    assert abs(clock.time() - (BERLIN.bounds(dt.date(2026, 3, 14))[1] - 30)) < 1
+    start = SimClock.from_config(SimClockConfig(start="2026-03-14T03:59:00+01:00"), BERLIN)
+    assert abs(start.time() - _at("2026-03-14T03:59:00+01:00")) < 1
+    with pytest.raises(ValidationError, match="exactly one"):
+        SimClockConfig(rate=2)
+    with pytest.raises(ValidationError, match="time zone"):
+        SimClockConfig(start="2026-03-14T03:59:00")
