@@ -379,6 +379,15 @@ def test_sightings_mode_counts_people_seen() -> None:
     store.frame("floor", 1, [1, 2])
     store.frame("floor", 2, [1, 2, 3], (1, "a_to_b"))
     assert store.figures() == (1, 0, 3, 0)
+    # With re-identification, a line is no door here: crossing it does not end the person's sighting.
+    fake = FakeIdentity()
+    floor = Day(unique_from="sightings", identity=fake)
+    floor.frame("floor", 1, [1], (1, "b_to_a"))
+    assert fake.ended_calls == []
+    fake.queue.append(Res("floor", 1, 4, True, False))
+    floor.frame("floor", 2, [])
+    assert fake.ended_calls == [("floor", 1, False)]
+    assert floor.figures() == (0, 1, 1, 0)
 
 
 def test_the_day_boundary_closes_the_day_and_forgets_everyone() -> None:

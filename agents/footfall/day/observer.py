@@ -22,6 +22,10 @@ Without re-identification every counter identity is its own person, resolved at 
 identity that ends without ever being resolved (no usable crop) becomes its own person after
 ``UNRESOLVED_GRACE_S``, so a person the model could not see is counted rather than lost.
 
+An exit (``b_to_a``) in ``entries`` mode also tells the re-identification that the person left the store
+(``ended(..., crossed_out=True)``), so their next entry is a return. In ``sightings`` mode lines are not doors
+and an identity ends only when the counter forgets it.
+
 Staff are decided per crossing by the :class:`~agents.footfall.day.hooks.StaffPolicy`; a staff crossing is
 never an entry, so in ``entries`` mode staff are never visitors (in ``sightings`` mode there is no crossing
 to ask about: staff walking in front of a floor camera are counted, a documented limit).
@@ -160,8 +164,8 @@ class StoreDay:
                 self.counters.crossing(camera, crossing.direction, now)
                 state = self._identities.get((camera, crossing.visitor_id)) or self._start(camera, crossing.visitor_id)
                 state.events.append("in" if crossing.direction == "a_to_b" else "out")
-                if crossing.direction == "b_to_a":
-                    ended.append((crossing.visitor_id, True))
+                if crossing.direction == "b_to_a" and self.config.unique_from == "entries":
+                    ended.append((crossing.visitor_id, True))  # out of the store (with sightings, lines are no doors)
             for vid in sorted(alive - current):
                 gone = self._identities.get((camera, vid))
                 if gone is not None:
