@@ -640,3 +640,60 @@ def test_the_simulated_clock() -> None:
         SimClockConfig(rate=2)
     with pytest.raises(ValidationError, match="time zone"):
         SimClockConfig(start="2026-03-14T03:59:00")
+
+
+async def test_restart_with_the_record_still_in_the_outbox_delivers_it_once(tmp_path: Path) -> None:
+    """The day closes while the broker is down; the gateway restarts; the outbox sends the record, once."""
+    import asyncio
+
+    from agents.cloud.sink import CloudSink
+    from agents.gateway.runtime import Gateway
+    from sim.clock import SimClock
+    from tests.brokers import Mosquitto
+    from tests.conftest import gateway_config, wait_for
+
+    broker = Mosquitto(tmp_path / "mosquitto")  # on its port, but not started yet: the broker is down
+    camera = {
+        "name": "door",
+        "source": {"url": "rtsp://127.0.0.1:9/absent", "reconnect_min_s": 0.5, "reconnect_max_s": 1},
+        "detector": {"type": "yolox"},
+        "counting": {"lines": [{"name": "door", "p1": [0, 0], "p2": [10, 0]}]},
+    }
+    config = gateway_config(tmp_path, broker.url, cameras=[camera])
+    boundary = BERLIN.bounds(BERLIN.day_of(NOON))[1]
+
+    async def run(clock: SimClock, until: Any, *, sink: CloudSink | None = None) -> None:
+        gateway = Gateway(config, clock=clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop), name="test:gateway")
+        try:
+            await wait_for(lambda: until(gateway), timeout=20, what="the gateway")
+        finally:
+            stop.set()
+            await task
+
+    def queued(gateway: Gateway) -> bool:
+        return gateway.store_day is not None and bool(gateway.store_day.health.counters.get("daily_records_sent"))
+
+    await run(SimClock(boundary - 1, 1.0), queued)  # closes the day; nothing can be published
+    state = json.loads((config.state_dir / STATE_FILE).read_text())
+    assert state["pending"] == [] and state["counts"]["day"] == "2026-03-15"
+
+    broker.start()
+    sink = CloudSink(broker.url, tmp_path / "cloud.sqlite3")
+    try:
+        async with asyncio.TaskGroup() as group:
+            sink_task = group.create_task(sink.run(), name="test:sink")
+            await asyncio.wait_for(sink.session.wait_connected(), 10)
+            await run(
+                SimClock(boundary + 60, 1.0),
+                lambda gw: bool(sink.store.stream_data("gw-1", DAILY_STREAM)) and gw.outbox.stats.backlog_messages == 0,
+            )
+            sink.session.request_stop()
+            await sink_task
+        (record,) = sink.store.stream_data("gw-1", DAILY_STREAM)
+        assert record["record_id"] == "store-1:2026-03-14" and not record["closed_late"]
+        assert sink.store.report()["streams"][f"gw-1/{DAILY_STREAM}"]["received"] == 1
+    finally:
+        sink.close()
+        broker.stop()
