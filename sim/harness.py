@@ -371,11 +371,12 @@ def report_failures(report: dict[str, Any]) -> list[str]:
         if tags["applied"] != tags["total"]:
             failures.append(f"tags applied {tags['applied']}/{tags['total']} (failed {tags['failed']})")
         failures += [f"tags: {error}" for error in tags["errors"]]
-    daily = report.get("store_day", {}).get("daily")
+    store_day = report.get("store_day", {})
+    daily = store_day.get("daily")
     if daily is not None:
         if daily["repeated_record_ids"]:
             failures.append(f"daily records arrived more than once: {', '.join(daily['repeated_record_ids'])}")
-        if report.get("expect_daily") and not daily["messages"]:
+        if store_day.get("expect_daily") and not daily["messages"]:
             failures.append("the run crossed a day boundary but no counts/daily record arrived")
     return failures
 
@@ -407,8 +408,10 @@ def build_report(
         },
         "cloud": sink_report,
         "footfall": cameras,
-        "store_day": store_day_report(config, sink, cameras, scenario.store_truth),
-        "expect_daily": scenario.clock is not None and bool(config.cameras),
+        "store_day": {
+            **store_day_report(config, sink, cameras, scenario.store_truth),
+            "expect_daily": scenario.clock is not None and bool(config.cameras),
+        },
         "agents": gateway.snapshot().get("agents", {}),
     }
 

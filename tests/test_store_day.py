@@ -697,3 +697,16 @@ async def test_restart_with_the_record_still_in_the_outbox_delivers_it_once(tmp_
     finally:
         sink.close()
         broker.stop()
+
+
+def test_the_sim_report_fails_on_a_repeated_or_missing_daily_record() -> None:
+    from sim.harness import report_failures
+
+    def report(messages: int, repeated: list[str], expect: bool = True) -> dict[str, Any]:
+        daily = {"messages": messages, "record_ids": ["s:2026-03-14"], "repeated_record_ids": repeated, "days": []}
+        return {"uplink": {"lost": 0}, "agents": {}, "store_day": {"daily": daily, "expect_daily": expect}}
+
+    assert report_failures(report(1, [])) == []
+    assert report_failures(report(2, ["s:2026-03-14"])) == ["daily records arrived more than once: s:2026-03-14"]
+    assert report_failures(report(0, [])) == ["the run crossed a day boundary but no counts/daily record arrived"]
+    assert report_failures(report(0, [], expect=False)) == []
