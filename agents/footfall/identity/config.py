@@ -16,7 +16,11 @@ Why the defaults (chosen on the dev footage, never on PETS09, which acceptance i
 * ``max_overlap`` 0.3: the share of the box another box may cover; a crop mixing two people is the classic
   cause of a false merge.
 * ``samples_per_track`` 3, ``sample_interval_s`` 0.5: three looks spaced half a second apart (different
-  steps of the gait), averaged, are steadier than one, and a person is resolved about 1.5 s after appearing.
+  steps of the gait), averaged into one *view*, are steadier than one, and a person is resolved about 1 s after
+  its first good crop.
+* ``max_views`` 3, ``view_interval_s`` 4: a long visit keeps up to three views taken at least 4 s apart (a
+  walker seen from the front, the side, the back), so a return seen from another side still finds one of them;
+  at most 9 crops per identity bound the embedder's cost per person.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ReidType = Literal["omz", "osnet"]
 
-DEFAULT_MATCH_THRESHOLD: dict[str, float] = {"omz": 0.45, "osnet": 0.65}
+DEFAULT_MATCH_THRESHOLD: dict[str, float] = {"omz": 0.50, "osnet": 0.65}
 """Cosine similarity at which a new sighting is taken to be a known person, per model family (see the
 package docstring for how these were chosen)."""
 
@@ -44,12 +48,13 @@ class IdentityConfig(BaseModel):
     match_threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="Cosine similarity to match a known person (null: the model's default)."
     )
-    samples_per_track: int = Field(3, ge=1, le=32, description="Crops embedded before an identity is resolved.")
-    max_samples_per_track: int = Field(
-        6, ge=1, le=64, description="Crops kept per identity at most (the later ones refresh the gallery)."
+    samples_per_track: int = Field(
+        3, ge=1, le=32, description="Crops averaged into one view; an identity is resolved on its first view."
     )
-    sample_interval_s: float = Field(0.5, ge=0.0, le=60.0, description="Least time between two crops of one track.")
-    min_box_height_px: int = Field(64, ge=8, le=4096, description="Smallest box height sampled, pixels.")
+    sample_interval_s: float = Field(0.5, ge=0.0, le=60.0, description="Least time between two crops of one view.")
+    max_views: int = Field(3, ge=1, le=16, description="Views kept per identity (later looks of a long visit).")
+    view_interval_s: float = Field(4.0, ge=0.0, le=600.0, description="Least time between the starts of two views.")
+    min_box_height_px: int = Field(48, ge=8, le=4096, description="Smallest box height sampled, pixels.")
     edge_margin_px: int = Field(4, ge=0, le=512, description="Boxes closer than this to the frame edge are cut.")
     max_overlap: float = Field(
         0.3, ge=0.0, le=1.0, description="Largest share of a box that another box may cover for it to be sampled."

@@ -42,6 +42,17 @@ Vector = npt.NDArray[np.float32]
 Key = tuple[str, int]
 
 
+def _unit(vector: Vector) -> Vector:
+    unit: Vector = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+    return unit
+
+
+def _units(rows: Vector) -> Vector:
+    norms = np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    units: Vector = (rows / norms).astype(np.float32)
+    return units
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     """A store person as the caller sees it: ``uid`` (per day), whether *this sighting* is a return, first seen."""
@@ -64,7 +75,12 @@ class Resolution:
 
 @dataclass(eq=False)
 class Sighting:
-    """One counter identity on one camera (see the module docstring); ``samples`` are unit embeddings."""
+    """One counter identity on one camera (see the module docstring).
+
+    Its samples (unit embeddings) are grouped into **views**: a few samples taken close together, averaged into one
+    prototype (``views``), with later views taken seconds apart so a long visit keeps its different looks (walking
+    towards the camera, away from it, standing) instead of averaging them into a blur.
+    """
 
     camera: str
     identity: int
@@ -73,15 +89,29 @@ class Sighting:
     ended: bool = False
     uid: int | None = None
     returning: bool = False
-    samples: list[Vector] = field(default_factory=list)
+    views: list[Vector] = field(default_factory=list)
+    view_sizes: list[int] = field(default_factory=list)
+    view_start_t: float = -np.inf
     last_sample_t: float = -np.inf
-    prototype: Vector | None = None
+    _sums: list[Vector] = field(default_factory=list, repr=False)
 
-    def add(self, embedding: Vector, t: float) -> None:
-        self.samples.append(embedding)
+    @property
+    def samples(self) -> int:
+        """Number of samples in all views."""
+        return sum(self.view_sizes)
+
+    def add(self, embedding: Vector, t: float, *, new_view: bool = False) -> None:
+        """Add a unit embedding to the open view, or open a new view with it (the first sample always does)."""
+        if new_view or not self.views:
+            self._sums.append(np.array(embedding, np.float32))
+            self.views.append(_unit(self._sums[-1]))
+            self.view_sizes.append(1)
+            self.view_start_t = t
+        else:
+            self._sums[-1] = self._sums[-1] + embedding
+            self.views[-1] = _unit(self._sums[-1])
+            self.view_sizes[-1] += 1
         self.last_sample_t = t
-        mean = np.mean(np.stack(self.samples), axis=0)
-        self.prototype = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 @dataclass(eq=False)
@@ -103,7 +133,7 @@ class DayGallery:
         self._people: dict[int, _Person] = {}
         self._next_uid = 1
         self.generation = 0  # bumped by clear(): work started before the boundary is dropped
-        self._counts = {"resolved": 0, "returning": 0, "merges": 0, "refused": 0}
+        self._counts = {"resolved": 0, "returning": 0, "merges": 0, "refused": 0, "unsampled": 0}
 
     @property
     def lock(self) -> threading.RLock:
@@ -160,21 +190,54 @@ class DayGallery:
 
     def _match(self, sighting: Sighting) -> tuple[int | None, bool]:
         """Best allowed person at or above the threshold and whether it is a return; ``(None, False)`` if none."""
-        if sighting.prototype is None:
+        if not sighting.views:
+            self._counts["unsampled"] += 1
             return None, False
+        others = [s for s in self._sightings.values() if s is not sighting and s.uid is not None and s.views]
+        if not others:
+            return None, False
+        centres = self._centres(sighting)
+        query = self._consistent(sighting, centres)
+        owners: list[int] = []
+        rows: list[Vector] = []
+        for other in others:
+            assert other.uid is not None
+            views = self._consistent(other, centres)
+            rows.append(views)
+            owners.extend([other.uid] * len(views))
+        gallery = np.concatenate(rows, axis=0)
+        best = (gallery @ query.T).max(axis=1)  # each gallery view against the query's closest view
         scores: dict[int, float] = {}
-        for other in self._sightings.values():
-            if other is sighting or other.uid is None or other.prototype is None:
-                continue
-            score = float(other.prototype @ sighting.prototype)
-            if score >= self.threshold and score > scores.get(other.uid, -1.0):
-                scores[other.uid] = score
+        for uid, score in zip(owners, best.tolist(), strict=True):
+            if score >= self.threshold and score > scores.get(uid, -1.0):
+                scores[uid] = score
         for uid, _score in sorted(scores.items(), key=lambda item: -item[1]):
             allowed, returning = self._relation(self._people[uid], sighting)
             if allowed:
                 return uid, returning
             self._counts["refused"] += 1
         return None, False
+
+    def _consistent(self, sighting: Sighting, centres: dict[str, Vector]) -> Vector:
+        """The sighting's centred views that still look like its first view (module docstring)."""
+        views = _units(np.stack(sighting.views) - centres[sighting.camera])
+        if len(views) > 1:
+            views = views[(views @ views[0]) >= self.threshold]
+        return views
+
+    def _centres(self, query: Sighting) -> dict[str, Vector]:
+        """Per camera, the mean appearance of its people (each person once, the query as one more), shrunk by
+        ``n / (n + 1)``: subtracting it removes what every crop of that camera shares (module docstring)."""
+        views: dict[str, dict[int, list[Vector]]] = {}
+        for s in self._sightings.values():
+            if s.uid is not None and s.views and s is not query:
+                views.setdefault(s.camera, {}).setdefault(s.uid, []).extend(s.views)
+        views.setdefault(query.camera, {})[-1] = list(query.views)
+        centres: dict[str, Vector] = {}
+        for camera, people in views.items():
+            means = [np.mean(np.stack(v), axis=0) for v in people.values()]
+            centres[camera] = (np.sum(np.stack(means), axis=0) / (len(means) + 1)).astype(np.float32)
+        return centres
 
     def _relation(self, person: _Person, sighting: Sighting) -> tuple[bool, bool]:
         """``(allowed, returning)`` of matching ``sighting`` to ``person`` under the rules in time and place."""

@@ -13,8 +13,8 @@ embedding to its ``(camera, identity)`` sighting; a sighting with ``samples_per_
 person of the :class:`~agents.footfall.identity.gallery.DayGallery` (the rules in time and place are there). An
 identity that ends before it has enough samples is resolved with what it has; one that never had a usable crop
 becomes a person of its own (never lost from the count, only not recognisable later). Samples keep coming after
-resolution, more slowly, up to ``max_samples_per_track``, so a long visit leaves a richer prototype for the
-person's return.
+resolution as further *views* (``max_views``, ``view_interval_s`` apart), so a long visit leaves its different
+looks for the person's return.
 
 Threads: the gallery has one lock; the embedder runs **outside** it, so cameras embed in parallel and never wait
 for each other's model run. One ``onnxruntime`` session serves every camera (``run`` is thread-safe). Work begun
@@ -41,8 +41,15 @@ from agents.footfall.types import Tracks
 
 Embed = Callable[[list[npt.NDArray[np.uint8]]], EmbeddingArray]
 
-REFRESH_FACTOR = 4.0
-"""After resolution, samples are taken this many times less often (``sample_interval_s * REFRESH_FACTOR``)."""
+
+def _wants(sighting: Sighting, cfg: IdentityConfig, t: float) -> bool | None:
+    """Whether ``sighting`` takes a sample at ``t``: ``False`` into its open view, ``True`` as a new view, ``None``
+    not now (view full and the next one not due, or all views taken)."""
+    if sighting.views and sighting.view_sizes[-1] < cfg.samples_per_track:
+        return False if t - sighting.last_sample_t >= cfg.sample_interval_s else None
+    if len(sighting.views) >= cfg.max_views:
+        return None
+    return True if not sighting.views or t - sighting.view_start_t >= cfg.view_interval_s else None
 
 
 class StoreIdentity:
@@ -92,10 +99,7 @@ class StoreIdentity:
 
             def wants_sample(identity: int) -> bool:
                 sighting = gallery.get(camera, identity)
-                if sighting is None or len(sighting.samples) >= cfg.max_samples_per_track:
-                    return False
-                interval = cfg.sample_interval_s * (REFRESH_FACTOR if sighting.uid is not None else 1.0)
-                return t - sighting.last_sample_t >= interval
+                return sighting is not None and _wants(sighting, cfg, t) is not None
 
             candidates = select(tracks, identities, (int(frame.shape[0]), int(frame.shape[1])), cfg, wants_sample)
         if candidates:
@@ -111,8 +115,11 @@ class StoreIdentity:
                     sighting = gallery.get(camera, c.identity)
                     if sighting is None:
                         continue
-                    sighting.add(np.asarray(embedding, np.float32), t)
-                    if sighting.uid is None and len(sighting.samples) >= cfg.samples_per_track:
+                    new_view = _wants(sighting, cfg, t)
+                    if new_view is None:
+                        continue  # another camera thread's frame of the same moment got there first
+                    sighting.add(np.asarray(embedding, np.float32), t, new_view=new_view)
+                    if sighting.uid is None and sighting.view_sizes[0] >= cfg.samples_per_track:
                         self._resolve(sighting)
         self._sweep(camera, t)
 
