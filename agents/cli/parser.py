@@ -139,4 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench_footfall.add_argument("--hysteresis", type=float, default=8.0, help="line hysteresis band, pixels")
     bench_footfall.add_argument("--visit-window", type=positive_float, default=600.0, help="seconds")
     bench_footfall.add_argument("--json", action="store_true", help="print only the JSON object")
+    bench_visitors = bench_sub.add_parser(
+        "visitors", help="distinct people of one video, with appearance re-identification and without"
+    )
+    bench_visitors.add_argument("--video", type=Path, required=True, help="video file (.avi, .mp4, .mpg)")
+    bench_visitors.add_argument("--model", type=Path, help="ONNX person detector (default: the shipped YOLOX-Nano)")
+    bench_visitors.add_argument("--detector", choices=["auto", "yolox", "ssd", "yolov8"], default="auto")
+    bench_visitors.add_argument("--reid-model", type=Path, required=True, help="ONNX re-identification model")
+    bench_visitors.add_argument("--reid-type", choices=["auto", "omz", "osnet"], default="auto")
+    bench_visitors.add_argument("--match-threshold", type=float, help="cosine to match (default: the model's)")
+    bench_visitors.add_argument("--line", type=line_arg, help="X1,Y1,X2,Y2: count people who crossed it")
+    bench_visitors.add_argument("--gt", type=Path, help="MOT ground truth (gt.txt) for false merges and splits")
+    bench_visitors.add_argument("--persons", type=Path, help="JSON grouping the ground truth's ids into people")
+    bench_visitors.add_argument("--views", help="X0-X1,X0-X1: vertical strips run as cameras of one store")
+    bench_visitors.add_argument("--sample-fps", type=positive_float, help="frames per second taken from the video")
+    bench_visitors.add_argument("--threads", type=positive_int, default=2, help="detector threads")
+    bench_visitors.add_argument("--json", action="store_true", help="print only the JSON object")
     return parser

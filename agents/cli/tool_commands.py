@@ -155,6 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, default=logging.WARNING)
     if args.bench_command == "footfall":
         return bench_footfall(args)
+    if args.bench_command == "visitors":
+        return bench_visitors(args)
     if args.bench_command == "tags-ble":
         from agents.bench.tags_ble import run_tags_ble_bench
 
@@ -207,6 +209,35 @@ def bench_footfall(args: argparse.Namespace) -> int:
             progress=progress_printer(),
         )
     except (ValueError, OSError, SourceError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def bench_visitors(args: argparse.Namespace) -> int:
+    from agents.bench.visitors import VisitorsBenchOptions, parse_views, run_visitors_bench
+    from agents.core.errors import StoreedgeError
+    from agents.footfall.sources import SourceError
+
+    try:
+        result = run_visitors_bench(
+            VisitorsBenchOptions(
+                video=args.video,
+                reid_model=args.reid_model,
+                reid_type=args.reid_type,
+                model=args.model,
+                detector_type=args.detector,
+                line=args.line,
+                gt=args.gt,
+                persons=args.persons,
+                views=parse_views(args.views) if args.views else None,
+                sample_fps=args.sample_fps,
+                threads=args.threads,
+                match_threshold=args.match_threshold,
+            ),
+            progress=progress_printer(),
+        )
+    except (ValueError, OSError, SourceError, StoreedgeError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return EXIT_OK

@@ -14,16 +14,17 @@ Resolving a sighting (:meth:`DayGallery.resolve`) compares its prototype with ev
 place** allow:
 
 1. a person with a sighting on the **same camera** that was observed **at the same time** as this one (their
-   observed spans overlap by more than ``concurrent_s``) is refused: two people seen at once are not one person;
+   observed spans share at least one frame) is refused: two people seen at once are not one person;
 2. a person observed at the same time on **another camera** is the same person in overlapping views: a match,
    not a return;
 3. a person whose every other sighting has **ended** is a **returning** visitor (a visit, not a new unique one);
 4. otherwise (an earlier sighting not seen now but not ended either: a track break, someone walking behind a
    shelf or from one view into the next) it is the same person, not returning.
 
-No person above the threshold (or a sighting with no usable sample) makes a new person. ``concurrent_s`` (0.3 s,
-two frames at 7 frames/s) lets a tracker's brief duplicate of one person, or the frame of an id hand-over, not
-count as "two at once".
+No person above the threshold (or a sighting with no usable sample) makes a new person. "At the same time" is
+strict (one common frame): a tracker reports only the tracks it matched on a frame and the counter links an id
+hand-over into one identity, so two identities of one camera on one frame are two boxes, i.e. two people; and
+people who arrive together are resolved within a second, when their spans have overlapped only a few frames.
 
 Cost: one matrix-vector product over the day's prototypes per resolution (a busy store day: a few thousand
 prototypes of 256-512 floats, well under a millisecond). Memory is bounded by ``max_people``: past it, the
@@ -124,9 +125,8 @@ class _Person:
 class DayGallery:
     """Thread-safe, in-memory day gallery (module docstring). ``threshold`` is the cosine similarity to match."""
 
-    def __init__(self, threshold: float, *, concurrent_s: float = 0.3, max_people: int = 20_000) -> None:
+    def __init__(self, threshold: float, *, max_people: int = 20_000) -> None:
         self.threshold = float(threshold)
-        self.concurrent_s = float(concurrent_s)
         self.max_people = int(max_people)
         self._lock = threading.RLock()
         self._sightings: dict[Key, Sighting] = {}
@@ -244,7 +244,7 @@ class DayGallery:
         returning = True
         for other in person.sightings:
             overlap = min(other.last_t, sighting.last_t) - max(other.first_t, sighting.first_t)
-            if overlap > self.concurrent_s:
+            if overlap >= 0.0:
                 if other.camera == sighting.camera:
                     return False, False  # two people seen at once on one camera
                 returning = False  # overlapping views: the same person at the same moment
