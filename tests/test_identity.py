@@ -153,12 +153,29 @@ def test_a_match_below_the_threshold_is_a_new_person() -> None:
 def test_an_identity_without_a_usable_crop_is_still_a_person() -> None:
     store = StoreIdentity(config(), embedder=colour_embedder())
     frame = np.zeros((*FRAME_HW, 3), np.uint8)
-    tiny = Tracks(np.array([1]), np.array([[100, 100, 120, 130]], np.float32), np.ones(1, np.float32))
+    tiny = Tracks(np.array([1]), np.array([[100, 100, 110, 120]], np.float32), np.ones(1, np.float32))
     store.observe("door", frame, tiny, {1: 1}, 0.0)
     assert store.person_of("door", 1) is None  # unresolved while it may still get a good crop
     store.ended("door", 1, 0.5, crossed_out=False)
     (resolution,) = store.resolutions()
     assert resolution.new_person and store.stats()["unsampled"] == 1 and store.stats()["embedded"] == 0
+
+
+def test_an_identity_only_ever_cut_by_the_edge_is_matched_on_its_best_lesser_crop() -> None:
+    store = StoreIdentity(config(), embedder=colour_embedder())
+    frame, tracks = scene({1: (3, 200)})
+    t = walk(store, "front", {1: (3, 200)}, 0.0)
+    store.ended("front", 1, t, crossed_out=False)
+    # a second camera sees the same person only half, across its left edge, at the same moment
+    frame[:, :30] = 0
+    frame[150:270, 0:30, 2] = 3
+    edge = Tracks(np.array([5]), np.array([[0, 150, 30, 270]], np.float32), np.ones(1, np.float32))
+    for k in range(3):
+        store.observe("side", frame, edge, {5: 1}, t - 0.2 + 0.1 * k)
+    store.ended("side", 1, t, crossed_out=False)
+    got = by_identity(store.resolutions())
+    assert got[("side", 1)].uid == got[("front", 1)].uid
+    assert store.stats()["unsampled"] == 0
 
 
 def test_identities_not_observed_for_long_end_on_their_own() -> None:

@@ -95,6 +95,14 @@ class Sighting:
     view_start_t: float = -np.inf
     last_sample_t: float = -np.inf
     _sums: list[Vector] = field(default_factory=list, repr=False)
+    fallback: Vector | None = field(default=None, repr=False)  # best lesser crop's embedding while views is empty
+    fallback_h: float = 0.0
+
+    def looks(self) -> list[Vector]:
+        """The views, or while there is none the embedding of its best lesser crop (module docstring)."""
+        if self.views:
+            return self.views
+        return [self.fallback] if self.fallback is not None else []
 
     @property
     def samples(self) -> int:
@@ -190,10 +198,10 @@ class DayGallery:
 
     def _match(self, sighting: Sighting) -> tuple[int | None, bool]:
         """Best allowed person at or above the threshold and whether it is a return; ``(None, False)`` if none."""
-        if not sighting.views:
+        if not sighting.looks():
             self._counts["unsampled"] += 1
             return None, False
-        others = [s for s in self._sightings.values() if s is not sighting and s.uid is not None and s.views]
+        others = [s for s in self._sightings.values() if s is not sighting and s.uid is not None and s.looks()]
         if not others:
             return None, False
         centres = self._centres(sighting)
@@ -220,7 +228,7 @@ class DayGallery:
 
     def _consistent(self, sighting: Sighting, centres: dict[str, Vector]) -> Vector:
         """The sighting's centred views that still look like its first view (module docstring)."""
-        views = _units(np.stack(sighting.views) - centres[sighting.camera])
+        views = _units(np.stack(sighting.looks()) - centres[sighting.camera])
         if len(views) > 1:
             views = views[(views @ views[0]) >= self.threshold]
         return views
@@ -230,9 +238,9 @@ class DayGallery:
         ``n / (n + 1)``: subtracting it removes what every crop of that camera shares (module docstring)."""
         views: dict[str, dict[int, list[Vector]]] = {}
         for s in self._sightings.values():
-            if s.uid is not None and s.views and s is not query:
-                views.setdefault(s.camera, {}).setdefault(s.uid, []).extend(s.views)
-        views.setdefault(query.camera, {})[-1] = list(query.views)
+            if s.uid is not None and s.looks() and s is not query:
+                views.setdefault(s.camera, {}).setdefault(s.uid, []).extend(s.looks())
+        views.setdefault(query.camera, {})[-1] = list(query.looks())
         centres: dict[str, Vector] = {}
         for camera, people in views.items():
             means = [np.mean(np.stack(v), axis=0) for v in people.values()]

@@ -11,8 +11,11 @@ Called from every camera's worker thread (after ``FootfallCounter.update``)::
 ``observe`` picks the tracks worth a crop (:mod:`.sampling`), embeds their crops in batches and adds each
 embedding to its ``(camera, identity)`` sighting; a sighting with ``samples_per_track`` samples is resolved to a
 person of the :class:`~agents.footfall.identity.gallery.DayGallery` (the rules in time and place are there). An
-identity that ends before it has enough samples is resolved with what it has; one that never had a usable crop
-becomes a person of its own (never lost from the count, only not recognisable later). Samples keep coming after
+identity that ends before it has enough samples is resolved with what it has. One that never had a whole-person
+crop (a camera that only ever sees people enter or leave across its edge) is resolved on the embedding of its best
+*lesser* crop (cut by the edge, or small: :func:`~agents.footfall.identity.sampling.lesser_boxes`), kept only while
+it has no view; one with no crop at all becomes a person of its own (never lost from the count, only not
+recognisable later). Samples keep coming after
 resolution as further *views* (``max_views``, ``view_interval_s`` apart), so a long visit leaves its different
 looks for the person's return.
 
@@ -36,10 +39,14 @@ import numpy.typing as npt
 from agents.footfall.identity.config import IdentityConfig
 from agents.footfall.identity.embedder import EmbeddingArray, ReidEmbedder
 from agents.footfall.identity.gallery import DayGallery, Person, Resolution, Sighting
-from agents.footfall.identity.sampling import crop, select
+from agents.footfall.identity.sampling import crop, lesser_boxes, select
 from agents.footfall.types import Tracks
 
 Embed = Callable[[list[npt.NDArray[np.uint8]]], EmbeddingArray]
+
+FALLBACK_GROWTH = 1.25
+"""A new fallback crop is taken when the box is this many times taller than the last one (so a person walking in
+across the frame edge costs a handful of crops, not one per frame)."""
 
 
 def _wants(sighting: Sighting, cfg: IdentityConfig, t: float) -> bool | None:
@@ -101,9 +108,12 @@ class StoreIdentity:
                 sighting = gallery.get(camera, identity)
                 return sighting is not None and _wants(sighting, cfg, t) is not None
 
-            candidates = select(tracks, identities, (int(frame.shape[0]), int(frame.shape[1])), cfg, wants_sample)
-        if candidates:
-            crops = [crop(frame, c.box) for c in candidates]
+            frame_hw = (int(frame.shape[0]), int(frame.shape[1]))
+            candidates = select(tracks, identities, frame_hw, cfg, wants_sample)
+            fallbacks = self._fallbacks(camera, tracks, identities, {c.identity for c in candidates}, t)
+        if candidates or fallbacks:
+            boxes = [c.box for c in candidates] + [box for _identity, box in fallbacks]
+            crops = [crop(frame, box) for box in boxes]
             started = time.perf_counter()
             embeddings = self._embed(crops)
             self.embed_s += time.perf_counter() - started
@@ -111,7 +121,7 @@ class StoreIdentity:
             with gallery.lock:
                 if gallery.generation != generation:
                     return  # the day ended while embedding
-                for c, embedding in zip(candidates, embeddings, strict=True):
+                for c, embedding in zip(candidates, embeddings, strict=False):
                     sighting = gallery.get(camera, c.identity)
                     if sighting is None:
                         continue
@@ -121,7 +131,36 @@ class StoreIdentity:
                     sighting.add(np.asarray(embedding, np.float32), t, new_view=new_view)
                     if sighting.uid is None and sighting.view_sizes[0] >= cfg.samples_per_track:
                         self._resolve(sighting)
+                for (identity, (_x1, y1, _x2, y2)), embedding in zip(
+                    fallbacks, embeddings[len(candidates) :], strict=True
+                ):
+                    sighting = gallery.get(camera, identity)
+                    if sighting is not None and not sighting.views:
+                        sighting.fallback = np.asarray(embedding, np.float32)
+                        sighting.fallback_h = float(y2 - y1)
         self._sweep(camera, t)
+
+    def _fallbacks(
+        self, camera: str, tracks: Tracks, identities: Mapping[int, int], chosen: set[int], t: float
+    ) -> list[tuple[int, tuple[int, int, int, int]]]:
+        """Lesser crops for identities without a view yet, taken when the box has grown by a quarter since the last
+        one (caller holds the gallery lock); a whole-person crop later replaces them all."""
+        if len(tracks) == 0:
+            return []
+        ok = lesser_boxes(np.asarray(tracks.xyxy, np.float32), self.config)
+        out: list[tuple[int, tuple[int, int, int, int]]] = []
+        for good, tid, box in zip(ok.tolist(), tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
+            identity = identities.get(tid)
+            if not good or identity is None or identity in chosen:
+                continue
+            sighting = self.gallery.get(camera, identity)
+            if sighting is None or sighting.views or sighting.uid is not None:
+                continue
+            if box[3] - box[1] >= FALLBACK_GROWTH * sighting.fallback_h:
+                chosen.add(identity)
+                x1, y1, x2, y2 = (int(round(v)) for v in box)
+                out.append((identity, (x1, y1, x2, y2)))
+        return out
 
     def ended(self, camera: str, identity: int, t: float, crossed_out: bool) -> None:
         """The counter lost ``identity`` for good, or it crossed out of the store: resolve it now if it was not."""

@@ -60,6 +60,17 @@ def good_boxes(xyxy: FloatArray, frame_hw: tuple[int, int], config: IdentityConf
     return ok
 
 
+def lesser_boxes(xyxy: FloatArray, config: IdentityConfig) -> npt.NDArray[np.bool_]:
+    """Boxes good enough for a *fallback* look of an identity that never had a good one: not heavily covered and
+    at least half ``min_box_height_px`` tall, but possibly cut by the frame edge (e.g. a camera whose view only
+    ever shows people entering or leaving across its edge)."""
+    if xyxy.shape[0] == 0:
+        return np.zeros((0,), bool)
+    ok = (xyxy[:, 3] - xyxy[:, 1] >= 0.5 * config.min_box_height_px) & (xyxy[:, 2] - xyxy[:, 0] >= 4)
+    ok &= coverage(xyxy) <= config.max_overlap
+    return ok
+
+
 def select(
     tracks: Tracks,
     identities: Mapping[int, int],
