@@ -249,6 +249,11 @@ class EmulatedEslTag(EslStateMachine):
         await self._update_advertising()
 
     def _on_connection(self, connection: Connection) -> None:
+        if self.faults.out_of_range:
+            # A connection the central started while the tag was still advertising can complete after the
+            # tag went out of range: it must not carry traffic, so it drops at once.
+            self.radio.spawn(connection.disconnect(), name=f"esl-tag-{self.address}-out-of-range")
+            return
         self._connection = connection
         self.link_up()
         connection.on(connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection(connection, reason))
