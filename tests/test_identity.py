@@ -66,7 +66,13 @@ def scene(people: dict[int, tuple[int, int]]) -> tuple[npt.NDArray[np.uint8], Tr
 
 
 def config(**overrides: object) -> IdentityConfig:
-    base: dict[str, object] = {"type": "omz", "model": "unused.onnx", "sample_interval_s": 0.0, "max_views": 1}
+    base: dict[str, object] = {
+        "type": "omz",
+        "model": "unused.onnx",
+        "sample_interval_s": 0.0,
+        "max_views": 1,
+        "batch_delay_s": 0.0,
+    }
     return IdentityConfig.model_validate({**base, **overrides})
 
 
@@ -213,6 +219,25 @@ def test_work_in_flight_at_the_day_boundary_is_dropped() -> None:
     holder.append(store)
     walk(store, "door", {1: (1, 100)}, 0.0, frames=1)
     assert store.resolutions() == [] and store.gallery.stats()["sightings"] == 0
+
+
+def test_crops_wait_for_a_batch_and_an_ending_identity_is_embedded_first() -> None:
+    runs: list[int] = []
+    inner = colour_embedder()
+
+    def counting(crops: list[npt.NDArray[np.uint8]]) -> np.ndarray:
+        runs.append(len(crops))
+        return inner(crops)
+
+    store = StoreIdentity(config(batch_size=4, batch_delay_s=1.0), embedder=counting)
+    t = walk(store, "door", {1: (1, 100)}, 0.0, frames=3)  # 3 crops queued: neither 4 nor 1 s old
+    assert runs == [] and store.person_of("door", 1) is None
+    walk(store, "door", {1: (1, 100), 2: (2, 300)}, t + 0.1, frames=1)  # identity 1's view is full; 4th crop
+    assert runs == [4] and store.person_of("door", 1) is not None
+    walk(store, "door", {2: (2, 300)}, t + 0.2, frames=2)  # identity 2 has 3 crops, 2 of them queued
+    store.ended("door", 2, t + 0.5, crossed_out=True)  # embedded before it is resolved
+    assert runs == [4, 2] and store.person_of("door", 2) is not None
+    assert store.stats()["unsampled"] == 0 and store.stats()["embedded"] == 6
 
 
 def test_stats_are_counts_only() -> None:

@@ -77,7 +77,7 @@ class VisitorsBenchOptions:
     views: tuple[tuple[int, int], ...] | None = None
     sample_fps: float | None = None
     threads: int = 2
-    reid_threads: int = 1
+    reid_threads: int = 2
     match_threshold: float | None = None
     hysteresis_px: float = 8.0
     visit_window_s: float = 600.0

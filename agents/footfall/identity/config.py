@@ -21,8 +21,12 @@ Why the defaults (chosen on the dev footage, never on PETS09, which acceptance i
   its first good crop.
 * ``max_views`` 2, ``view_interval_s`` 4: a long visit keeps a second view taken at least 4 s after the first
   (a walker seen from another side), so a return seen from that side still finds one of them. At most 6 crops per
-  identity bound the embedder's cost per person: on vtest at 7 frames/s (the 2-core dev VM) 3 views cost OSNet
-  23 % and the OMZ model 30 % of the frame rate, 2 views 15 % and 23 %.
+  identity bound the embedder's cost per person: on vtest at 7 frames/s (the 2-core dev VM, 1 embedder thread)
+  3 views cost OSNet 23 % and the OMZ model 30 % of the frame rate, 2 views 15 % and 23 %.
+* ``threads`` 2, ``batch_size`` 8, ``batch_delay_s`` 1: the embedder runs on the camera's worker thread between
+  two detections, so it can use the detector's cores; a camera's crops wait up to a second to share one run.
+  Per crop on the dev VM: OSNet 12.6 ms alone on 1 thread, 7.8-8.3 ms in batches of 4-8 on 2; OMZ 20.3 and
+  12.8-13.6 ms. With both, vtest at 7 frames/s: OSNet 14 %, OMZ 20 % of the frame rate.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class IdentityConfig(BaseModel):
 
     type: ReidType = Field(description="Model family: omz (Open Model Zoo retail re-id) or osnet (torchreid).")
     model: Path = Field(description="ONNX re-identification model file (not shipped; see docs/privacy.md).")
-    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the embedder.")
+    threads: int = Field(
+        2, ge=1, le=64, description="onnxruntime intra-op threads of the embedder (as the detector: they take turns)."
+    )
     match_threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="Cosine similarity to match a known person (null: the model's default)."
     )
@@ -62,7 +68,10 @@ class IdentityConfig(BaseModel):
     max_overlap: float = Field(
         0.3, ge=0.0, le=1.0, description="Largest share of a box that another box may cover for it to be sampled."
     )
-    batch_size: int = Field(8, ge=1, le=256, description="Crops per embedder run.")
+    batch_size: int = Field(8, ge=1, le=256, description="Crops per embedder run (at most).")
+    batch_delay_s: float = Field(
+        1.0, ge=0.0, le=10.0, description="Longest a crop waits for more crops of its camera to share a run."
+    )
     lost_after_s: float = Field(
         30.0,
         gt=0.0,

@@ -19,8 +19,9 @@ a missing file raises :class:`~agents.footfall.detectors.ModelNotFoundError`. A 
 works, one crop per run.
 
 Thread safety: ``InferenceSession.run`` may be called from several threads; the batch buffer is per call, so one
-embedder can serve every camera. Measured on the 2-core dev VM, 1 thread, batch 8: OSNet x0.25 about 1.4 ms per
-crop, the OMZ model about 3.6 ms.
+embedder can serve every camera. Measured on the 2-core dev VM (Xeon; the shared data README's 1.4 / 3.6 ms come
+from another machine), per crop: OSNet x0.25 12.6 ms alone on 1 thread, 7.8 ms in batches of 8 on 2 threads; the
+OMZ model 20.3 and 13.6 ms.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,17 @@ from agents.footfall.types import Tracks
 
 Embed = Callable[[list[npt.NDArray[np.uint8]]], EmbeddingArray]
 
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A crop waiting for the camera's next embedder batch: its identity and view (-1: a fallback look)."""
+
+    identity: int
+    view: int
+    crop: npt.NDArray[np.uint8]
+    t: float
+
+
 FALLBACK_GROWTH = 1.25
 """A new fallback crop is taken when the box is this many times taller than the last one (so a person walking in
 across the frame edge costs a handful of crops, not one per frame)."""
@@ -52,11 +64,12 @@ across the frame edge costs a handful of crops, not one per frame)."""
 def _wants(sighting: Sighting, cfg: IdentityConfig, t: float) -> bool | None:
     """Whether ``sighting`` takes a sample at ``t``: ``False`` into its open view, ``True`` as a new view, ``None``
     not now (view full and the next one not due, or all views taken)."""
-    if sighting.views and sighting.view_sizes[-1] < cfg.samples_per_track:
+    sizes = sighting.view_sizes  # samples taken, embedded or still queued
+    if sizes and sizes[-1] < cfg.samples_per_track:
         return False if t - sighting.last_sample_t >= cfg.sample_interval_s else None
-    if len(sighting.views) >= cfg.max_views:
+    if len(sizes) >= cfg.max_views:
         return None
-    return True if not sighting.views or t - sighting.view_start_t >= cfg.view_interval_s else None
+    return True if not sizes or t - sighting.view_start_t >= cfg.view_interval_s else None
 
 
 class StoreIdentity:
@@ -86,6 +99,7 @@ class StoreIdentity:
         self._pending: list[Resolution] = []
         self._pending_lock = threading.Lock()
         self._last_sweep: dict[str, float] = {}
+        self._queue: dict[str, list[_Queued]] = {}
         self.embedded = 0
         self.embed_s = 0.0
 
@@ -97,6 +111,7 @@ class StoreIdentity:
         """One frame of ``camera``: its confirmed ``tracks`` and the counter's track id -> identity mapping."""
         gallery = self.gallery
         cfg = self.config
+        batch: list[_Queued] = []
         with gallery.lock:
             generation = gallery.generation
             for tid in tracks.ids.tolist():
@@ -110,38 +125,53 @@ class StoreIdentity:
 
             frame_hw = (int(frame.shape[0]), int(frame.shape[1]))
             candidates = select(tracks, identities, frame_hw, cfg, wants_sample)
-            fallbacks = self._fallbacks(camera, tracks, identities, {c.identity for c in candidates}, t)
-        if candidates or fallbacks:
-            boxes = [c.box for c in candidates] + [box for _identity, box in fallbacks]
-            crops = [crop(frame, box) for box in boxes]
-            started = time.perf_counter()
-            embeddings = self._embed(crops)
-            self.embed_s += time.perf_counter() - started
-            self.embedded += len(crops)
-            with gallery.lock:
-                if gallery.generation != generation:
-                    return  # the day ended while embedding
-                for c, embedding in zip(candidates, embeddings, strict=False):
-                    sighting = gallery.get(camera, c.identity)
-                    if sighting is None:
-                        continue
-                    new_view = _wants(sighting, cfg, t)
-                    if new_view is None:
-                        continue  # another camera thread's frame of the same moment got there first
-                    sighting.add(np.asarray(embedding, np.float32), t, new_view=new_view)
-                    if sighting.uid is None and sighting.view_sizes[0] >= cfg.samples_per_track:
-                        self._resolve(sighting)
-                for (identity, (_x1, y1, _x2, y2)), embedding in zip(
-                    fallbacks, embeddings[len(candidates) :], strict=True
-                ):
-                    sighting = gallery.get(camera, identity)
-                    if sighting is not None and not sighting.views:
-                        sighting.fallback = np.asarray(embedding, np.float32)
-                        sighting.fallback_h = float(y2 - y1)
+            queue = self._queue.setdefault(camera, [])
+            for c in candidates:
+                sighting = gallery.get(camera, c.identity)
+                new_view = None if sighting is None else _wants(sighting, cfg, t)
+                if sighting is not None and new_view is not None:
+                    queue.append(_Queued(c.identity, sighting.reserve(t, new_view=new_view), crop(frame, c.box), t))
+            for identity, box in self._fallbacks(camera, tracks, identities, {c.identity for c in candidates}):
+                queue.append(_Queued(identity, -1, crop(frame, box), t))
+            if queue and (len(queue) >= cfg.batch_size or t - queue[0].t >= cfg.batch_delay_s):
+                batch, self._queue[camera] = queue, []
+        if batch:
+            self._embed_batch(camera, batch, generation)
         self._sweep(camera, t)
 
+    def _embed_batch(self, camera: str, batch: list[_Queued], generation: int) -> None:
+        """Embed queued crops (outside the lock) and hand each embedding to its sighting."""
+        started = time.perf_counter()
+        embeddings = self._embed([q.crop for q in batch])
+        self.embed_s += time.perf_counter() - started
+        self.embedded += len(batch)
+        gallery = self.gallery
+        with gallery.lock:
+            if gallery.generation != generation:
+                return  # the day ended while embedding
+            for q, embedding in zip(batch, embeddings, strict=True):
+                sighting = gallery.get(camera, q.identity)
+                if sighting is None:
+                    continue
+                vector = np.asarray(embedding, np.float32)
+                if q.view >= 0:
+                    sighting.fill(q.view, vector)
+                    if sighting.uid is None and sighting.first_view_samples >= self.config.samples_per_track:
+                        self._resolve(sighting)
+                elif not sighting.views:
+                    sighting.fallback = vector
+
+    def _flush(self, camera: str, identity: int | None = None) -> None:
+        """Embed ``camera``'s queued crops now (all of them; only if ``identity`` has one queued, when given)."""
+        with self.gallery.lock:
+            queue = self._queue.get(camera, [])
+            if not queue or (identity is not None and all(q.identity != identity for q in queue)):
+                return
+            batch, self._queue[camera], generation = queue, [], self.gallery.generation
+        self._embed_batch(camera, batch, generation)
+
     def _fallbacks(
-        self, camera: str, tracks: Tracks, identities: Mapping[int, int], chosen: set[int], t: float
+        self, camera: str, tracks: Tracks, identities: Mapping[int, int], chosen: set[int]
     ) -> list[tuple[int, tuple[int, int, int, int]]]:
         """Lesser crops for identities without a view yet, taken when the box has grown by a quarter since the last
         one (caller holds the gallery lock); a whole-person crop later replaces them all."""
@@ -154,16 +184,19 @@ class StoreIdentity:
             if not good or identity is None or identity in chosen:
                 continue
             sighting = self.gallery.get(camera, identity)
-            if sighting is None or sighting.views or sighting.uid is not None:
+            if sighting is None or sighting.view_sizes or sighting.uid is not None:
                 continue
             if box[3] - box[1] >= FALLBACK_GROWTH * sighting.fallback_h:
+                sighting.fallback_h = box[3] - box[1]
                 chosen.add(identity)
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
                 out.append((identity, (x1, y1, x2, y2)))
         return out
 
     def ended(self, camera: str, identity: int, t: float, crossed_out: bool) -> None:
-        """The counter lost ``identity`` for good, or it crossed out of the store: resolve it now if it was not."""
+        """The counter lost ``identity`` for good, or it crossed out of the store: resolve it now if it was not
+        (its crops still queued are embedded first)."""
+        self._flush(camera, identity)
         with self.gallery.lock:
             sighting = self.gallery.end(camera, identity)
             if sighting is not None and sighting.uid is None:
@@ -202,8 +235,10 @@ class StoreIdentity:
 
     def clear_day(self) -> None:
         """The day boundary: forget every person, sighting and sample (undrained resolutions are kept)."""
-        self.gallery.clear()
-        self._last_sweep.clear()
+        with self.gallery.lock:
+            self.gallery.clear()
+            self._queue.clear()
+            self._last_sweep.clear()
 
     def stats(self) -> dict[str, int]:
         """Counts only, safe for health: people, sightings, resolved, returning, merges, refused, embedded."""
