@@ -219,7 +219,7 @@ async def test_scanner_restarts_with_backoff_after_adapter_errors(radio: Virtual
 async def test_quiet_scanner_is_restarted(radio: VirtualRadio) -> None:
     config = _staff()
     agent = BadgeScannerAgent(
-        config, BadgeSightings(window_s=1), restart_min_s=0.01, restart_max_s=0.02, quiet_restart_s=0.05
+        config, BadgeSightings(window_s=1), restart_min_s=0.2, restart_max_s=0.3, quiet_restart_s=0.3
     )
     await _run_for(agent, lambda: agent.health.counters.get("quiet_restarts", 0) >= 2, "two restarts of a quiet scan")
 
